@@ -1,0 +1,46 @@
+"""Fully connected GAN (Goodfellow et al. 2014): z 100 -> 256 -> 256 -> 784 tanh, and its discriminator."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MLPGenerator(nn.Module):
+    """z -> hidden layers (ReLU) -> prod(out_shape), tanh for images or linear for points in the plane."""
+
+    def __init__(self, z_dim: int = 100, hidden: tuple[int, ...] = (256, 256),
+                 out_shape: tuple[int, ...] = (1, 28, 28), out_act: str = "tanh"):
+        super().__init__()
+        if out_act not in ("tanh", "linear"):
+            raise ValueError(f"MLPGenerator: out_act must be 'tanh' or 'linear'; got {out_act!r}")
+        self.z_dim, self.out_shape = z_dim, tuple(out_shape)
+        layers, width = [], z_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, math.prod(self.out_shape)))
+        if out_act == "tanh":
+            layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(z.shape[0], *self.out_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """x -> hidden layers (LeakyReLU 0.2) -> one logit per sample (no sigmoid: losses take logits)."""
+
+    def __init__(self, in_shape: tuple[int, ...] = (1, 28, 28), hidden: tuple[int, ...] = (256, 256)):
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        layers, width = [nn.Flatten()], math.prod(self.in_shape)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)

@@ -1,0 +1,20 @@
+"""Builds the C++ extension fastgan._loader; everything else is declared in pyproject.toml."""
+import glob
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+VERSION = "0.1.0"
+
+ext_modules = [
+    Pybind11Extension(
+        "fastgan._loader",
+        sorted(glob.glob("csrc/*.cpp")),
+        include_dirs=["csrc"],
+        cxx_std=17,
+        extra_compile_args=["-O3"],
+        define_macros=[("FASTGAN_VERSION", f'"{VERSION}"')],
+    )
+]
+
+setup(ext_modules=ext_modules, cmdclass={"build_ext": build_ext})

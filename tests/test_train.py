@@ -1,0 +1,184 @@
+"""The trainer: learning, AMP, compile, EMA, reproducibility, resume and checkpoints."""
+import json
+
+import pytest
+import torch
+
+from fastgan.train import CheckpointError, TrainConfig, Trainer, load_checkpoint, load_generator, train
+
+SMALL = dict(dataset="digits", resolution=16, model="dcgan", g_width=8, d_width=8, z_dim=16, batch_size=16,
+             progress=False, log_every=5, sample_every=1000, ckpt_every=1000, n_samples=16)
+
+
+def small(tmp_path, **overrides) -> TrainConfig:
+    return TrainConfig(out_dir=str(tmp_path), **{**SMALL, **overrides})
+
+
+def _d_error(trainer: Trainer, real: torch.Tensor) -> float:
+    """Share of misclassified samples (real logit <= 0, fake logit >= 0) on one real and one fake batch."""
+    d, g = trainer.discriminator, trainer.generator
+    with torch.no_grad():
+        z = torch.randn(len(real), trainer.config.z_dim, generator=torch.Generator().manual_seed(5))
+        return 0.5 * ((d(real) <= 0).float().mean() + (d(g(z)) >= 0).float().mean()).item()
+
+
+def test_short_training_lowers_d_error_on_real_vs_fake(tmp_path):
+    trainer = Trainer(small(tmp_path, batch_size=64, lr_g=1e-5))
+    batches = trainer.real_batches()
+    real = next(batches)
+    before = _d_error(trainer, real)
+    for _ in range(30):
+        trainer.train_step(batches)
+    after = _d_error(trainer, real)
+    assert before > 0.3 and after < 0.1, (before, after)
+
+
+def test_run_writes_samples_metrics_and_checkpoint(tmp_path):
+    run = train(small(tmp_path, steps=10, name="r"))
+    assert run == tmp_path / "r"
+    assert (run / "samples.png").stat().st_size > 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 10]
+    assert {"d_loss", "g_loss", "real_logit", "fake_logit", "img_per_s"} <= set(rows[0])
+    state = load_checkpoint(run)  # weights_only=True inside
+    assert state["step"] == 10 and state["config"]["steps"] == 10
+    generator, config, step = load_generator(run)
+    assert step == 10 and not generator.training
+    assert generator(torch.randn(2, config.z_dim)).shape == (2, 1, 16, 16)
+
+
+def test_unnamed_runs_get_fresh_directories(tmp_path):
+    first = train(small(tmp_path, steps=1))
+    second = train(small(tmp_path, steps=1))
+    assert first.name == "digits-dcgan" and second.name == "digits-dcgan-1"
+
+
+def test_named_run_is_not_overwritten(tmp_path):
+    train(small(tmp_path, steps=1, name="x"))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(small(tmp_path, steps=1, name="x"))
+
+
+def _params(run):
+    state = load_checkpoint(run)
+    return {k: state[k] for k in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d")}
+
+
+def _assert_same(a, b, path=""):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}/{i}")
+    else:
+        assert a == b, path
+
+
+def test_seeded_runs_are_bit_identical(tmp_path):
+    a = train(small(tmp_path, steps=6, name="a"))
+    b = train(small(tmp_path, steps=6, name="b"))
+    _assert_same(_params(a), _params(b))
+
+
+@pytest.mark.parametrize("extra", [{}, {"n_critic": 2, "r1_gamma": 1.0, "r1_every": 2}])
+def test_resume_is_bit_identical(tmp_path, extra):
+    # 120 images / 16 per batch: 7 batches an epoch, so the resumed run crosses epoch boundaries.
+    full = train(small(tmp_path, steps=12, name="full", **extra))
+    part = train(small(tmp_path, steps=5, name="part", **extra))
+    resumed = train(small(tmp_path, steps=12, name="part", resume=True, **extra))
+    assert resumed == part
+    _assert_same(_params(full), _params(resumed))
+    steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 12]
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(small(tmp_path, steps=1, name="ghost", resume=True))
+
+
+def test_corrupted_checkpoint_gives_a_clear_error(tmp_path):
+    run = train(small(tmp_path, steps=2, name="c"))
+    ckpt = run / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="checkpoint.pt: not a readable checkpoint"):
+        load_checkpoint(ckpt)
+    ckpt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(ckpt)
+    torch.save({"weights": torch.zeros(1)}, ckpt)
+    with pytest.raises(CheckpointError, match="not a fastgan checkpoint"):
+        load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_runs_on_cpu(tmp_path, amp):
+    trainer = Trainer(small(tmp_path, amp=amp))
+    batches = trainer.real_batches()
+    before = [p.detach().clone() for p in trainer.generator.parameters()]
+    for _ in range(3):
+        stats = trainer.train_step(batches)
+    assert all(torch.isfinite(v) for v in stats.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
+    assert all(p.dtype == torch.float32 for p in trainer.generator.parameters())
+
+
+@pytest.mark.slow
+def test_compiled_training_runs_and_matches_eager(tmp_path):
+    eager = Trainer(small(tmp_path, model="mlp", mlp_hidden=(32,), resolution=8))
+    compiled = Trainer(small(tmp_path, model="mlp", mlp_hidden=(32,), resolution=8, compile=True))
+    b1, b2 = eager.real_batches(), compiled.real_batches()
+    for _ in range(3):
+        s1, s2 = eager.train_step(b1), compiled.train_step(b2)
+    torch.testing.assert_close(s1["d_loss"], s2["d_loss"], rtol=1e-4, atol=1e-5)
+    for p1, p2 in zip(eager.generator.parameters(), compiled.generator.parameters()):
+        torch.testing.assert_close(p1, p2, rtol=1e-4, atol=1e-5)
+
+
+def test_ema_tracks_the_generator(tmp_path):
+    trainer = Trainer(small(tmp_path, ema_decay=0.5))
+    batches = trainer.real_batches()
+    ema_before = [p.clone() for p in trainer.ema.module.parameters()]
+    trainer.train_step(batches)
+    for e0, e1, g in zip(ema_before, trainer.ema.module.parameters(), trainer.generator.parameters()):
+        torch.testing.assert_close(e1, 0.5 * e0 + 0.5 * g.detach())
+
+
+@pytest.mark.parametrize("dataset", ["ring8", "grid25"])
+def test_toy_datasets_train_an_mlp_gan(tmp_path, dataset):
+    run = train(small(tmp_path, dataset=dataset, model="mlp", mlp_hidden=(32, 32), steps=5, name=dataset))
+    generator, config, _ = load_generator(run)
+    assert generator(torch.randn(4, config.z_dim)).shape == (4, 2)
+    assert (run / "samples.png").exists()
+
+
+def test_wgan_gp_step_reports_the_penalty(tmp_path):
+    trainer = Trainer(small(tmp_path, d_loss="wgan", g_loss="wgan", gp_weight=10.0, n_critic=2))
+    stats = trainer.train_step(trainer.real_batches())
+    assert stats["gp"] >= 0 and torch.isfinite(stats["d_loss"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(model="resnet"), "model: must be one of"),
+        (dict(d_loss="kl"), "d_loss: must be one of"),
+        (dict(amp="fp8"), "amp: must be bf16, fp16 or none"),
+        (dict(batch_size=0), "batch_size: must be >= 1"),
+        (dict(label_smoothing=0.1, d_loss="hinge"), "applies to d_loss=bce only"),
+    ],
+)
+def test_config_rejects_bad_values(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**overrides)
+
+
+def test_points_dataset_needs_the_mlp_model(tmp_path):
+    with pytest.raises(ValueError, match="use --model mlp"):
+        Trainer(small(tmp_path, dataset="ring8", model="dcgan"))
