@@ -144,10 +144,12 @@ def test_compiled_training_runs_and_matches_eager(tmp_path):
 def test_ema_tracks_the_generator(tmp_path):
     trainer = Trainer(small(tmp_path, ema_decay=0.5))
     batches = trainer.real_batches()
-    ema_before = [p.clone() for p in trainer.ema.module.parameters()]
-    trainer.train_step(batches)
-    for e0, e1, g in zip(ema_before, trainer.ema.module.parameters(), trainer.generator.parameters()):
-        torch.testing.assert_close(e1, 0.5 * e0 + 0.5 * g.detach())
+    # The decay ramps up as (1 + t) / (10 + t): 0.1, 0.18, ... until it reaches ema_decay.
+    for decay in (0.1, 2 / 11, 0.25, 4 / 13, 5 / 14, 0.4, 7 / 16, 8 / 17, 0.5, 0.5):
+        ema_before = [p.clone() for p in trainer.ema.module.parameters()]
+        trainer.train_step(batches)
+        for e0, e1, g in zip(ema_before, trainer.ema.module.parameters(), trainer.generator.parameters()):
+            torch.testing.assert_close(e1, decay * e0 + (1 - decay) * g.detach())
 
 
 @pytest.mark.parametrize("dataset", ["ring8", "grid25"])

@@ -243,6 +243,8 @@ class Trainer:
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.step, self.batches_seen = state["step"], state["batches_seen"]
+        if self.ema is not None:
+            self.ema.num_updates = self.step
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -1,0 +1,78 @@
+"""The torch.library registration of the fused ops: schemas, fake impls, autograd, torch.compile, validation."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastgan import functional, losses, ops, reference
+from fastgan.nn import BatchNormAct
+
+
+@pytest.mark.parametrize("args", [
+    lambda: (torch.ops.fastgan.bias_act.default, (torch.randn(2, 3, 4, requires_grad=True),
+                                                  torch.randn(3, requires_grad=True), "lrelu", 0.2, 1.0, None, 1)),
+    lambda: (torch.ops.fastgan.batch_norm_act.default, (torch.randn(2, 3, 4, requires_grad=True), torch.rand(3),
+                                                        torch.randn(3), torch.zeros(3), torch.ones(3), True, 1e-5,
+                                                        "relu", 0.0)),
+    lambda: (torch.ops.fastgan.bce_with_logits.default, (torch.randn(5, 2, requires_grad=True), torch.rand(5, 2),
+                                                         None, torch.rand(2), "mean")),
+    lambda: (torch.ops.fastgan.d_loss.default, (torch.randn(4, 1, requires_grad=True),
+                                                torch.randn(6, 1, requires_grad=True), "hinge", 0.0)),
+    lambda: (torch.ops.fastgan.g_loss.default, (torch.randn(4, 1, requires_grad=True), "ns")),
+], ids=["bias_act", "batch_norm_act", "bce_with_logits", "d_loss", "g_loss"])
+def test_op_registration_passes_opcheck(args):
+    op, inputs = args()
+    torch.library.opcheck(op, inputs, test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+def test_compiled_loss_and_bias_act_have_no_graph_breaks():
+    def step(x, b, fake):
+        return losses.g_loss(ops.bias_act(x, b, "lrelu").sum(1, keepdim=True), "ns")
+
+    x, b, fake = torch.randn(4, 3), torch.randn(3), torch.randn(4, 1)
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, b, fake), reference.g_loss(reference.bias_act(x, b).sum(1, keepdim=True)))
+
+
+def test_compiled_batch_norm_act_updates_running_stats_without_graph_breaks():
+    layer = BatchNormAct(3, act="lrelu", alpha=0.2)
+    ref = torch.nn.BatchNorm2d(3)
+    x = torch.randn(4, 3, 5, 5)
+    out = torch.compile(layer, fullgraph=True, backend="aot_eager")(x)
+    expected = torch.nn.functional.leaky_relu(ref(x), 0.2)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(layer.running_var, ref.running_var)
+    assert layer.state_dict().keys() == ref.state_dict().keys()
+
+
+def test_bce_falls_back_to_reference_when_weight_needs_grad_or_broadcasts_per_row():
+    x = torch.randn(4, 3, requires_grad=True)
+    t = torch.rand(4, 3)
+    w = torch.rand(4, 1, requires_grad=True)
+    out = functional.binary_cross_entropy_with_logits(x, t, w)
+    (gw,) = torch.autograd.grad(out, w)
+    ref = reference.bce_with_logits(x, t, w)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(gw, torch.autograd.grad(ref, w)[0])
+
+
+def test_bias_act_identity_configuration_returns_a_new_tensor():
+    x = torch.randn(2, 3)
+    y = ops.bias_act(x, None, "linear")
+    assert y.data_ptr() != x.data_ptr()
+    torch.testing.assert_close(y, x)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: ops.bias_act(torch.randn(2, 3), torch.randn(4)), "b must have shape"),
+    (lambda: ops.bias_act(torch.randn(2, 3), act="swish"), "unknown activation"),
+    (lambda: ops.bias_act(torch.randn(2, 3), gain=0.0), "gain must be positive"),
+    (lambda: ops.bias_act(torch.randn(2, 3), alpha=-0.1), "alpha must be >= 0"),
+    (lambda: ops.bias_act(torch.randn(2, 3), dim=2), "out of range"),
+    (lambda: ops.batch_norm_act(torch.randn(1, 3), None, None, None, None, True), "more than one value per channel"),
+    (lambda: ops.batch_norm_act(torch.randn(2, 3), None, None, None, None, False), "needs running_mean"),
+    (lambda: ops.batch_norm_act(torch.randn(2, 3), torch.ones(2), None, None, None, True), "weight must have shape"),
+])
+def test_bad_arguments_raise_errors_that_name_the_problem(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
