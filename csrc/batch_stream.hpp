@@ -1,0 +1,107 @@
+// One epoch of batches gathered by worker threads into pooled buffers, in an order given by the caller.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fastgan {
+
+// Recycles batch buffers. A buffer comes back only when its Lease is destroyed, i.e. when Python has
+// dropped every array (and tensor) viewing it, so a batch the user still holds is never overwritten.
+class BufferPool {
+ public:
+  BufferPool(std::size_t bytes, std::size_t max_free) : bytes_(bytes), max_free_(max_free) {}
+  std::unique_ptr<std::uint8_t[]> acquire();
+  void release(std::unique_ptr<std::uint8_t[]> buffer);
+  std::size_t allocated() const;
+
+ private:
+  const std::size_t bytes_;
+  const std::size_t max_free_;
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<std::uint8_t[]>> free_;
+  std::size_t allocated_ = 0;
+};
+
+// Owns one handed-out batch buffer; returns it to the pool on destruction.
+struct Lease {
+  std::shared_ptr<BufferPool> pool;
+  std::unique_ptr<std::uint8_t[]> buffer;
+  ~Lease() {
+    if (buffer) pool->release(std::move(buffer));
+  }
+};
+
+struct Batch {
+  std::unique_ptr<Lease> lease;
+  std::size_t size = 0;            // samples in this batch (the last one may be short)
+  std::size_t labels_offset = 0;   // byte offset of the int64 labels inside the buffer
+};
+
+struct StreamSpec {
+  const std::uint8_t* images;      // (n, rows, width) uint8, C-contiguous; rows = channels * height
+  std::uint64_t n;
+  std::size_t rows;
+  std::size_t width;
+  const std::int64_t* labels;      // n labels, or nullptr (then the batch labels are zeros)
+  std::vector<std::int64_t> order; // sample indices, all in [0, n); batch b is order[b*B : (b+1)*B]
+  std::vector<std::uint8_t> flips; // empty, or one 0/1 per entry of order: mirror that sample left-right
+  std::size_t batch_size;
+  const void* lut;                 // nullptr: uint8 out; else 256 entries of elem_size bytes: out = lut[in]
+  std::size_t elem_size;
+  int num_threads;
+  int prefetch;                    // batches gathered ahead of the consumer
+};
+
+class BatchStream {
+ public:
+  explicit BatchStream(StreamSpec spec);
+  ~BatchStream();
+  BatchStream(const BatchStream&) = delete;
+  BatchStream& operator=(const BatchStream&) = delete;
+
+  // Blocks until the next batch is complete. Returns false after the last batch or after close().
+  bool next(Batch& out);
+  // Stops and joins the workers; idempotent. Batches already handed out stay valid.
+  void close();
+  std::size_t num_batches() const { return num_batches_; }
+  std::size_t buffers_allocated() const { return pool_->allocated(); }
+
+ private:
+  struct Slot {
+    std::int64_t batch = -1;
+    std::unique_ptr<std::uint8_t[]> buffer;
+    std::size_t remaining = 0;  // chunks of this batch not yet gathered
+  };
+
+  void work();
+  void gather(std::uint8_t* buffer, std::size_t batch, std::size_t chunk) const;
+  template <typename T>
+  void gather_sample(const std::uint8_t* src, T* dst, bool flip) const;
+
+  const StreamSpec spec_;
+  const std::size_t sample_bytes_;
+  const std::size_t labels_offset_;
+  const std::size_t num_batches_;
+  const std::size_t chunks_per_batch_;
+  const std::size_t chunk_size_;
+  std::shared_ptr<BufferPool> pool_;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable ready_cv_;
+  std::vector<Slot> slots_;
+  std::size_t next_task_ = 0;
+  std::size_t consumed_ = 0;
+  bool stop_ = false;
+  std::string error_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace fastgan

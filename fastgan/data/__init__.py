@@ -1,0 +1,22 @@
+"""Datasets: the packed .fgd format, the fast batch loader, the dataset tool, built-in and toy datasets."""
+from .builtin import IMAGE_DATASETS, digits, load_image_dataset
+from .loader import Loader, epoch_permutation
+from .packed import ArrayDataset, PackedDataset
+from .prepare import prepare
+from .toy import TOY_DATASETS, ToyMixture, grid25, load_toy, ring8
+
+__all__ = [
+    "ArrayDataset",
+    "IMAGE_DATASETS",
+    "Loader",
+    "PackedDataset",
+    "TOY_DATASETS",
+    "ToyMixture",
+    "digits",
+    "epoch_permutation",
+    "grid25",
+    "load_image_dataset",
+    "load_toy",
+    "prepare",
+    "ring8",
+]

@@ -1,0 +1,193 @@
+"""Batches of images for training: shuffled per epoch from a seed, sharded per rank, normalised to [-1, 1].
+
+Everything random is decided here, in NumPy, and handed to the gatherer, so the C++ path
+(fastgan._loader) and the NumPy path produce bit-identical batches:
+
+- order of an epoch: ``np.random.default_rng([seed, epoch]).permutation(n)`` (``arange(n)`` without shuffle);
+- ranks: with ``drop_last`` the order is cut to ``per_rank = n // (world_size * batch_size)`` batches per
+  rank; without it the order is padded cyclically (its first samples repeat) to a multiple of
+  ``world_size``. Rank r then takes ``order[r::world_size]``, as torch's DistributedSampler does;
+- flips: ``np.random.default_rng([seed, epoch, 1]).integers(0, 2, size=len(cut_or_padded_order), dtype=uint8)``,
+  drawn before sharding and sharded the same way;
+- float output: ``x * float32(2/255) - 1`` in float32 (``FLOAT32_LUT``); bfloat16 output is that
+  float32 rounded to nearest-even (``BFLOAT16_LUT``, bit patterns).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import torch
+
+from .packed import ArrayDataset, PackedDataset
+
+FLOAT32_LUT = np.arange(256, dtype=np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+
+
+def _bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    # Round to nearest, ties to even, on the float32 bit pattern; the inputs are finite.
+    bits = x.view(np.uint32)
+    return ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
+
+
+BFLOAT16_LUT = _bfloat16_bits(FLOAT32_LUT)
+
+_LUTS = {torch.uint8: None, torch.float32: FLOAT32_LUT, torch.bfloat16: BFLOAT16_LUT}
+BACKENDS = ("cpp", "numpy")
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The sample order of one epoch: np.random.default_rng([seed, epoch]).permutation(n)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def rank_order(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool, hflip: bool, drop_last: bool,
+               rank: int, world_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The sample indices (int64) and flip flags (uint8 or None) that `rank` reads in `epoch`."""
+    order = epoch_permutation(n, seed, epoch) if shuffle else np.arange(n)
+    if drop_last:
+        order = order[:n // (world_size * batch_size) * world_size * batch_size]
+    else:
+        order = np.resize(order, _ceil_div(n, world_size) * world_size)
+    flips = (np.random.default_rng([seed, epoch, 1]).integers(0, 2, size=len(order), dtype=np.uint8)
+             if hflip else None)
+    order = np.ascontiguousarray(order[rank::world_size], dtype=np.int64)
+    if flips is not None:
+        flips = np.ascontiguousarray(flips[rank::world_size])
+    return order, flips
+
+
+def numpy_batches(images: np.ndarray, labels: np.ndarray | None, order: np.ndarray, flips: np.ndarray | None,
+                  batch_size: int, lut: np.ndarray | None):
+    """The reference gatherer: yields (images, labels) NumPy batches equal bit for bit to fastgan._loader's."""
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        x = np.asarray(images[idx])
+        if flips is not None:
+            f = flips[start:start + batch_size].astype(bool)
+            x[f] = x[f][..., ::-1]
+        if lut is not None:
+            x = lut[x]
+        y = labels[idx] if labels is not None else np.zeros(len(idx), dtype=np.int64)
+        yield x, y
+
+
+def _native():
+    try:
+        from fastgan import _loader
+    except ImportError:
+        return None
+    return _loader
+
+
+def _as_dataset(source):
+    if isinstance(source, (str, os.PathLike)):
+        return PackedDataset(source)
+    if isinstance(source, (tuple, list)):
+        return ArrayDataset(*source)
+    if hasattr(source, "images") and hasattr(source, "labels"):
+        return source
+    raise TypeError(f"Loader: expected a .fgd path, PackedDataset, ArrayDataset or (images, labels) tuple; "
+                    f"got {type(source).__name__}")
+
+
+class Loader:
+    """Iterates (images, labels) batches; images are float in [-1, 1] (or uint8 when dtype=torch.uint8).
+
+    On the CPU every batch is a zero-copy view of a buffer that returns to the loader's pool only when
+    the last tensor viewing it is freed, so holding a batch is always safe. On a CUDA device the batch
+    is pinned and copied with non_blocking=True. The epoch is whatever set_epoch last set (0 at first).
+    backend: "cpp" (fastgan._loader), "numpy", or None for $FASTGAN_LOADER, else cpp when it is built.
+    """
+
+    def __init__(self, path_or_dataset, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = True, hflip: bool = False, dtype: torch.dtype = torch.float32, device="cpu",
+                 num_threads: int | None = None, prefetch: int = 2, rank: int = 0, world_size: int = 1,
+                 backend: str | None = None):
+        self.dataset = _as_dataset(path_or_dataset)
+        n = len(self.dataset)
+        if batch_size < 1:
+            raise ValueError(f"Loader: batch_size must be >= 1; got {batch_size}")
+        if dtype not in _LUTS:
+            raise ValueError(f"Loader: dtype must be torch.uint8, torch.float32 or torch.bfloat16; got {dtype}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"Loader: need 0 <= rank < world_size; got rank={rank}, world_size={world_size}")
+        if drop_last and n < batch_size * world_size:
+            raise ValueError(f"Loader: dataset has {n} images, fewer than batch_size * world_size = "
+                             f"{batch_size * world_size}; lower batch_size or pass drop_last=False")
+        if prefetch < 1:
+            raise ValueError(f"Loader: prefetch must be >= 1; got {prefetch}")
+        self.num_threads = num_threads if num_threads is not None else min(4, os.cpu_count() or 1)
+        if self.num_threads < 1:
+            raise ValueError(f"Loader: num_threads must be >= 1; got {num_threads}")
+        self.backend = self._choose_backend(backend)
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.hflip, self.dtype, self.device = hflip, dtype, torch.device(device)
+        self.prefetch, self.rank, self.world_size = prefetch, rank, world_size
+        self.epoch = 0
+        self._images = np.ascontiguousarray(self.dataset.images)
+        labels = self.dataset.labels
+        self._labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
+
+    @staticmethod
+    def _choose_backend(backend: str | None) -> str:
+        requested = backend or os.environ.get("FASTGAN_LOADER") or None
+        if requested is not None and requested not in BACKENDS:
+            raise ValueError(f"Loader: backend (or $FASTGAN_LOADER) must be one of {', '.join(BACKENDS)}; "
+                             f"got {requested!r}")
+        if requested == "numpy":
+            return "numpy"
+        if _native() is None:
+            if requested == "cpp":
+                raise ImportError("Loader: backend='cpp' needs the compiled extension fastgan._loader; "
+                                  "reinstall with `pip install -e .` to build it")
+            warnings.warn("fastgan._loader is not built; using the slower NumPy loader "
+                          "(reinstall with `pip install -e .` to build it)", RuntimeWarning, stacklevel=3)
+            return "numpy"
+        return "cpp"
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        if self.drop_last:
+            return n // (self.world_size * self.batch_size)
+        per_rank = _ceil_div(n, self.world_size)
+        return _ceil_div(per_rank, self.batch_size)
+
+    def __iter__(self):
+        order, flips = rank_order(len(self.dataset), self.batch_size, self.seed, self.epoch, self.shuffle,
+                                  self.hflip, self.drop_last, self.rank, self.world_size)
+        lut = _LUTS[self.dtype]
+        if self.backend == "numpy":
+            batches = numpy_batches(self._images, self._labels, order, flips, self.batch_size, lut)
+            for x, y in batches:
+                yield self._to_torch(x, y)
+            return
+        stream = _native().BatchStream(self._images, self._labels, order, flips, self.batch_size, lut,
+                                       self.num_threads, self.prefetch)
+        # try/finally: an abandoned iterator (break, exception, garbage collection) joins its threads.
+        try:
+            for x, y in stream:
+                yield self._to_torch(x, y)
+        finally:
+            stream.close()
+
+    def _to_torch(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dtype == torch.bfloat16:
+            images = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+        else:
+            images = torch.from_numpy(x)
+        labels = torch.from_numpy(y)
+        if self.device.type == "cuda":
+            images = images.pin_memory().to(self.device, non_blocking=True)
+            labels = labels.pin_memory().to(self.device, non_blocking=True)
+        elif self.device.type != "cpu":
+            images, labels = images.to(self.device), labels.to(self.device)
+        return images, labels

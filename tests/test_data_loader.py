@@ -1,0 +1,242 @@
+"""The Loader: C++ and NumPy paths agree bit for bit; epochs, shards, flips and normalisation are exact."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastgan.data import ArrayDataset, Loader, PackedDataset
+from fastgan.data.format import write_fgd
+from fastgan.data.loader import BFLOAT16_LUT, FLOAT32_LUT, epoch_permutation, rank_order
+
+try:
+    from fastgan import _loader as native
+except ImportError:
+    native = None
+
+needs_native = pytest.mark.skipif(native is None, reason="fastgan._loader is not built")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dataset(n=103, c=3, h=5, w=7, seed=0):
+    """Labels are the sample indices, so each batch says exactly which samples it holds."""
+    images = np.random.default_rng(seed).integers(0, 256, size=(n, c, h, w), dtype=np.uint8)
+    return ArrayDataset(images, np.arange(n))
+
+
+def _epoch(loader):
+    return [(x.clone(), y.clone()) for x, y in loader]
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("hflip", [False, True])
+@pytest.mark.parametrize("rank, world_size, drop_last", [(0, 1, True), (0, 1, False), (1, 3, True), (2, 3, False)])
+def test_cpp_and_numpy_batches_are_identical(dtype, hflip, rank, world_size, drop_last):
+    data = _dataset()
+    kwargs = dict(batch_size=8, seed=5, hflip=hflip, dtype=dtype, rank=rank, world_size=world_size,
+                  drop_last=drop_last, num_threads=3, prefetch=2)
+    cpp, ref = Loader(data, backend="cpp", **kwargs), Loader(data, backend="numpy", **kwargs)
+    for epoch in (0, 4):
+        cpp.set_epoch(epoch)
+        ref.set_epoch(epoch)
+        a, b = _epoch(cpp), _epoch(ref)
+        assert len(a) == len(b) == len(cpp)
+        for (xa, ya), (xb, yb) in zip(a, b):
+            assert xa.dtype == xb.dtype == dtype and ya.dtype == yb.dtype == torch.int64
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numpy"])
+def test_each_epoch_yields_every_sample_exactly_once(backend):
+    if backend == "cpp" and native is None:
+        pytest.skip("fastgan._loader is not built")
+    loader = Loader(_dataset(n=100), batch_size=10, backend=backend)
+    seen = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        labels = torch.cat([y for _, y in loader]).numpy()
+        assert sorted(labels) == list(range(100))
+        seen.append(labels)
+    assert not np.array_equal(seen[0], seen[1]) and not np.array_equal(seen[1], seen[2])
+    loader.set_epoch(1)
+    assert np.array_equal(torch.cat([y for _, y in loader]).numpy(), seen[1])
+
+
+def test_drop_last_keeps_full_batches_of_distinct_samples():
+    loader = Loader(_dataset(n=103), batch_size=10)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 10 and all(len(y) == 10 for _, y in batches)
+    labels = torch.cat([y for _, y in batches]).numpy()
+    assert len(set(labels)) == 100
+    np.testing.assert_array_equal(labels, epoch_permutation(103, 0, 0)[:100])
+
+
+def test_without_drop_last_the_last_batch_is_short():
+    loader = Loader(_dataset(n=103), batch_size=10, drop_last=False, shuffle=False)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 11 and len(batches[-1][1]) == 3
+    np.testing.assert_array_equal(torch.cat([y for _, y in batches]).numpy(), np.arange(103))
+
+
+def test_ranks_get_disjoint_complete_shards_with_equal_batch_counts():
+    n, b, world = 103, 8, 3
+    loaders = [Loader(_dataset(n=n), batch_size=b, seed=1, rank=r, world_size=world) for r in range(world)]
+    shards = [torch.cat([y for _, y in loader]).numpy() for loader in loaders]
+    assert {len(loader) for loader in loaders} == {n // (world * b)}
+    assert all(len(s) == n // (world * b) * b for s in shards)
+    union = np.concatenate(shards)
+    assert len(set(union)) == len(union)
+    assert set(union) == set(epoch_permutation(n, 1, 0)[:len(union)])
+
+
+def test_ranks_without_drop_last_cover_everything_by_cyclic_padding():
+    n, b, world = 10, 3, 4
+    loaders = [Loader(_dataset(n=n), batch_size=b, rank=r, world_size=world, drop_last=False) for r in range(world)]
+    shards = [torch.cat([y for _, y in loader]).numpy() for loader in loaders]
+    assert {len(loader) for loader in loaders} == {1}
+    assert [len(s) for s in shards] == [3, 3, 3, 3]
+    perm = epoch_permutation(n, 0, 0)
+    assert sorted(np.concatenate(shards)) == sorted(np.concatenate([perm, perm[:2]]))
+
+
+def test_normalisation_is_the_documented_float32_formula():
+    k = np.arange(256)
+    np.testing.assert_array_equal(FLOAT32_LUT, k.astype(np.float32) * np.float32(2 / 255) - np.float32(1))
+    # Two float32 roundings (of 2/255, then of the product) stay within 2 ulp of 1 of the exact value.
+    assert np.max(np.abs(FLOAT32_LUT.astype(np.float64) - (k * 2 / 255 - 1))) <= 2**-22
+    assert FLOAT32_LUT[0] == -1 and FLOAT32_LUT[255] == 1
+    as_torch = torch.from_numpy(FLOAT32_LUT).to(torch.bfloat16)  # torch rounds to nearest-even as well
+    assert torch.equal(torch.from_numpy(BFLOAT16_LUT.view(np.int16)).view(torch.bfloat16), as_torch)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numpy"])
+def test_batches_equal_the_closed_form_of_gather_flip_normalise(backend):
+    if backend == "cpp" and native is None:
+        pytest.skip("fastgan._loader is not built")
+    data = _dataset(n=40)
+    kwargs = dict(batch_size=8, seed=3, hflip=True, drop_last=False, backend=backend)
+    order, flips = rank_order(40, 8, 3, 0, True, True, False, 0, 1)
+    assert 0 < flips.sum() < 40
+    expected = data.images[order].copy()
+    expected[flips == 1] = expected[flips == 1][..., ::-1]
+    got = torch.cat([x for x, _ in Loader(data, dtype=torch.uint8, **kwargs)]).numpy()
+    np.testing.assert_array_equal(got, expected)
+    got = torch.cat([x for x, _ in Loader(data, dtype=torch.float32, **kwargs)])
+    assert torch.equal(got, torch.from_numpy(expected).float() * np.float32(2 / 255) - 1)
+    assert got.min() >= -1 and got.max() <= 1
+    got = torch.cat([x for x, _ in Loader(data, dtype=torch.bfloat16, **kwargs)])
+    assert torch.equal(got, (torch.from_numpy(expected).float() * np.float32(2 / 255) - 1).bfloat16())
+
+
+@needs_native
+def test_a_held_batch_is_never_overwritten():
+    loader = Loader(_dataset(n=200), batch_size=4, prefetch=1, num_threads=2)
+    it = iter(loader)
+    held, _ = next(it)
+    snapshot = held.clone()
+    for _ in it:
+        pass
+    assert torch.equal(held, snapshot)
+    kept = list(loader)
+    again = _epoch(loader)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(kept, again))
+
+
+@needs_native
+def test_buffers_are_recycled_once_dropped():
+    data = _dataset(n=400)
+    order = np.arange(400, dtype=np.int64)
+    stream = native.BatchStream(data.images, data.labels, order, None, 4, FLOAT32_LUT, 2, 3)
+    for x, y in stream:
+        del x, y
+    assert stream.buffers_allocated <= 3 + 2
+
+
+def _task_count():
+    return len(os.listdir("/proc/self/task"))
+
+
+@needs_native
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc to count threads")
+def test_abandoned_iterator_joins_its_threads():
+    before = _task_count()
+    loader = Loader(_dataset(n=400), batch_size=4, num_threads=3)
+    it = iter(loader)
+    next(it)
+    assert _task_count() == before + 3
+    del it
+    assert _task_count() == before
+    for _ in loader:
+        break
+    assert _task_count() == before
+
+
+@needs_native
+@pytest.mark.parametrize("ending", ["pass", "sys.exit(0)", "os._exit(0)"])
+def test_interpreter_exit_with_a_live_iterator_does_not_hang(ending):
+    script = textwrap.dedent(f"""
+        import os, sys
+        import numpy as np
+        from fastgan.data import Loader
+        loader = Loader((np.zeros((5000, 3, 8, 8), np.uint8), None), batch_size=2, num_threads=2, backend="cpp")
+        it = iter(loader)
+        batch = next(it)
+        {ending}
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=60, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_accepts_a_path_a_packed_dataset_an_array_dataset_and_a_tuple(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(12, 1, 4, 4), dtype=np.uint8)
+    path = write_fgd(tmp_path / "d.fgd", images)
+    sources = [path, str(path), PackedDataset(path), ArrayDataset(images), (images, None)]
+    results = [_epoch(Loader(s, batch_size=4, seed=2)) for s in sources]
+    for batches in results:
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, results[0]))
+        assert all(torch.equal(y, torch.zeros(4, dtype=torch.int64)) for _, y in batches)
+
+
+def test_environment_variable_selects_the_numpy_path(monkeypatch):
+    monkeypatch.setenv("FASTGAN_LOADER", "numpy")
+    assert Loader(_dataset(), batch_size=4).backend == "numpy"
+    monkeypatch.setenv("FASTGAN_LOADER", "rust")
+    with pytest.raises(ValueError, match="FASTGAN_LOADER"):
+        Loader(_dataset(), batch_size=4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=0), "batch_size must be >= 1"),
+    (dict(batch_size=200), "fewer than batch_size"),
+    (dict(batch_size=4, dtype=torch.float16), "dtype must be"),
+    (dict(batch_size=4, rank=2, world_size=2), "rank < world_size"),
+    (dict(batch_size=4, prefetch=0), "prefetch must be"),
+])
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Loader(_dataset(), **kwargs)
+
+
+@needs_native
+def test_native_stream_rejects_out_of_range_indices():
+    data = _dataset(n=10)
+    with pytest.raises(ValueError, match="outside"):
+        native.BatchStream(data.images, data.labels, np.array([0, 10]), None, 2, None, 1, 1)
+    with pytest.raises(ValueError, match="flips"):
+        native.BatchStream(data.images, data.labels, np.array([0, 1]), np.zeros(3, np.uint8), 2, None, 1, 1)
+
+
+def test_missing_extension_falls_back_to_numpy_with_a_warning(monkeypatch):
+    import fastgan.data.loader as loader_module
+
+    monkeypatch.delenv("FASTGAN_LOADER", raising=False)
+    monkeypatch.setattr(loader_module, "_native", lambda: None)
+    with pytest.warns(RuntimeWarning, match="NumPy loader"):
+        assert Loader(_dataset(), batch_size=4).backend == "numpy"
+    with pytest.raises(ImportError, match="pip install -e ."):
+        Loader(_dataset(), batch_size=4, backend="cpp")
