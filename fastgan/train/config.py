@@ -57,6 +57,8 @@ class TrainConfig:
     sample_every: int = _f(500, "steps between sample grids")
     ckpt_every: int = _f(500, "steps between checkpoints (one is always written at the end)")
     n_samples: int = _f(64, "images in a sample grid")
+    eval_every: int = _f(0, "steps between evaluations of the EMA generator, logged to metrics.jsonl (0: off)")
+    eval_n: int = _f(2000, "generated samples per evaluation")
     progress: bool = _f(True, "show a progress bar")
 
     def __post_init__(self):
@@ -79,7 +81,7 @@ class TrainConfig:
         if self.amp is not None and self.amp not in AMP_MODES:
             bad("amp", "must be bf16, fp16 or none")
         for name in ("steps", "batch_size", "n_critic", "z_dim", "g_width", "d_width", "r1_every",
-                     "log_every", "sample_every", "ckpt_every", "n_samples"):
+                     "log_every", "sample_every", "ckpt_every", "n_samples", "eval_n"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
         for name in ("lr_g", "lr_d"):
@@ -88,7 +90,7 @@ class TrainConfig:
         for name in ("beta1", "beta2", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
                 bad(name, "must be in [0, 1)")
-        for name in ("r1_gamma", "gp_weight"):
+        for name in ("r1_gamma", "gp_weight", "eval_every"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0")
         if not 0 <= self.label_smoothing < 1:

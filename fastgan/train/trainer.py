@@ -206,6 +206,19 @@ class Trainer:
             save_image_grid(images, run_dir / "samples" / f"step{self.step:07d}.png")
         g.train(was_training)
 
+    def evaluate(self) -> dict[str, float]:
+        """The default metrics of the sampling generator on config.eval_n samples (fastgan.metrics)."""
+        from ..metrics import evaluate_generator
+
+        cfg = self.config
+        g = self.sampler()
+        was_training = g.training
+        try:
+            return evaluate_generator(g, cfg.dataset, cfg.resolution, cfg.z_dim, n=cfg.eval_n,
+                                      device=self.device, seed=cfg.seed)
+        finally:
+            g.train(was_training)
+
     def state_dict(self) -> dict:
         rng = {"cpu": torch.get_rng_state(), "loop": self.rng.get_state()}
         if self.device.type == "cuda":
@@ -299,6 +312,9 @@ def train(config: TrainConfig) -> Path:
                 window_start, window_steps = time.perf_counter(), 0
             if step % config.sample_every == 0 or step == config.steps:
                 trainer.write_samples(run_dir)
+            if config.eval_every and (step % config.eval_every == 0 or step == config.steps):
+                log.write(json.dumps({"step": step, "eval": trainer.evaluate()}) + "\n")
+                log.flush()
             if step % config.ckpt_every == 0 or step == config.steps:
                 save_checkpoint(trainer.state_dict(), run_dir)
     finally:

@@ -1,0 +1,82 @@
+"""The fastgan command line."""
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastgan.cli import build_parser, main
+from fastgan.train import TrainConfig
+
+TINY = ["--resolution", "16", "--g-width", "8", "--d-width", "8", "--z-dim", "8", "--batch-size", "16",
+        "--no-progress", "--log-every", "2"]
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "fastgan", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("train", "sample", "eval", "prepare", "bench"):
+        assert command in out
+
+
+def test_train_help_has_an_option_for_every_config_field(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for f in dataclasses.fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in out, f.name
+    assert "--config FILE.toml" in out
+
+
+def test_train_then_sample(tmp_path, capsys):
+    assert main(["train", *TINY, "--steps", "4", "--out-dir", str(tmp_path), "--name", "cli"]) == 0
+    run = tmp_path / "cli"
+    assert (run / "samples.png").exists() and (run / "checkpoint.pt").exists()
+    assert json.loads((run / "config.json").read_text())["g_width"] == 8
+    out = tmp_path / "grid.png"
+    assert main(["sample", "--ckpt", str(run), "--n", "9", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert "wrote 9 samples of step 4" in capsys.readouterr().out
+
+
+def test_config_file_is_read_and_options_override_it(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('steps = 2\nlr_g = 0.001\nmlp_hidden = [16, 16]\nname = "from-toml"\nmodel = "mlp"\n')
+    args = build_parser().parse_args(["train", "--config", str(cfg), "--steps", "3", "--out-dir", str(tmp_path)])
+    from fastgan.cli import config_from_args
+
+    config = config_from_args(args)
+    assert (config.steps, config.lr_g, config.mlp_hidden, config.model) == (3, 0.001, (16, 16), "mlp")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--model", "resnet"], "invalid choice: 'resnet'"),
+        (["train", "--steps", "many"], "invalid int value: 'many'"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_options_get_a_usage_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_values_get_a_one_line_error_not_a_traceback(tmp_path, capsys):
+    assert main(["train", "--steps", "0", "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "fastgan train: error: TrainConfig.steps: must be >= 1; got 0"
+    assert main(["sample", "--ckpt", str(tmp_path / "missing")]) == 2
+    assert "no such checkpoint file" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("steps = \n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_bench_prints_images_per_second(capsys):
+    assert main(["bench", *TINY, "--iters", "2", "--warmup", "1"]) == 0
+    assert "img/s" in capsys.readouterr().out
