@@ -36,7 +36,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--model", default="dcgan")
-    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--resolution", type=int, default=16)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--iters", type=int, default=20)

@@ -23,7 +23,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
-        help_text = f"{f.metadata['help']} (default: {_show(f.default)})"
+        help_text = f.metadata["help"] + (f" (default: {_show(f.default)})" if f.default != "" else "")
         kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)

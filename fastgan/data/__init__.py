@@ -3,6 +3,7 @@ from .builtin import IMAGE_DATASETS, digits, load_image_dataset
 from .loader import Loader, epoch_permutation
 from .packed import ArrayDataset, PackedDataset
 from .prepare import prepare
+from .sines import sines, validate_sequences
 from .toy import TOY_DATASETS, ToyMixture, grid25, load_toy, ring8
 
 __all__ = [
@@ -19,4 +20,6 @@ __all__ = [
     "load_toy",
     "prepare",
     "ring8",
+    "sines",
+    "validate_sequences",
 ]

@@ -27,7 +27,7 @@ class TrainConfig:
     threads: int = _f(0, "CPU threads for torch (0: torch's default)")
     # Data
     dataset: str = _f("digits", "built-in dataset (digits, ring8, grid25) or a .fgd file from `fastgan prepare`")
-    resolution: int = _f(32, "image size of the built-in digits (8, 16, 32 or 64)")
+    resolution: int = _f(16, "image size of the built-in digits (8, 16, 32 or 64)")
     hflip: bool = _f(False, "random horizontal flips of real images")
     # Models
     model: str = _f("dcgan", "architecture of G and D", MODELS)

@@ -1,0 +1,143 @@
+"""VAE-GAN (Larsen et al. 2016, "Autoencoding beyond pixels using a learned similarity metric").
+
+One network is both the VAE's decoder and the GAN's generator. The reconstruction error is measured
+in the feature space of a hidden discriminator layer Dis_l instead of on pixels, so the similarity
+the VAE learns is the one the discriminator has found useful.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..functional import binary_cross_entropy_with_logits
+from ..losses import g_loss
+from ..nn import ConvBlock
+from .dcgan import init_dcgan_weights
+from .vae import VAEDecoder, VAEEncoder, _num_doublings, gaussian_kl, reparameterize
+
+DECODER_GAN_KINDS = ("ns", "saturating")
+
+
+class VAEGANDiscriminator(nn.Module):
+    """The DCGAN discriminator with its last convolutional block exposed as Dis_l.
+
+    features(x) -> (N, D) activations of the last block (the deepest layer before the logit, as in
+    the paper's choice of a late convolutional layer); forward(x) -> (N,) logits.
+    """
+
+    def __init__(self, resolution: int = 32, channels: int = 1, width: int = 32):
+        super().__init__()
+        n = _num_doublings(resolution, "VAEGANDiscriminator")
+        widths = [width * 2 ** i for i in range(n)]
+        blocks = [ConvBlock(channels, widths[0], 4, 2, 1, norm="none", act="lrelu", alpha=0.2)]
+        for w_in, w_out in zip(widths, widths[1:]):
+            blocks.append(ConvBlock(w_in, w_out, 4, 2, 1, norm="batch", act="lrelu", alpha=0.2))
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Conv2d(widths[-1], 1, 4, 1, 0)
+        init_dcgan_weights(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).flatten(1)
+
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return h.flatten(1), self.head(h).flatten()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x)).flatten()
+
+
+class VAEGAN(nn.Module):
+    """Encoder, decoder/generator (tanh output, images in [-1, 1]) and Dis_l-exposing discriminator."""
+
+    def __init__(self, z_dim: int = 32, resolution: int = 32, channels: int = 1, width: int = 32):
+        super().__init__()
+        self.z_dim, self.resolution, self.channels = z_dim, resolution, channels
+        self.encoder = VAEEncoder(z_dim, resolution, channels, width)
+        self.decoder = VAEDecoder(z_dim, resolution, channels, width, out_act="tanh")
+        self.discriminator = VAEGANDiscriminator(resolution, channels, width)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reconstruction in [-1, 1], mu, logvar)."""
+        mu, logvar = self.encoder(x)
+        return self.decoder(reparameterize(mu, logvar, generator)), mu, logvar
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = next(self.parameters()).device
+        return self.decoder(torch.randn(n, self.z_dim, generator=generator, device=device))
+
+
+@dataclass
+class VAEGANLosses:
+    """The three per-network losses of Larsen et al. 2016, Algorithm 1, plus the terms they are made of.
+
+    Each loss is meant for its own network's parameters only: use `vaegan_backward` (or
+    torch.autograd.grad per network), since e.g. the encoder's loss also depends on the decoder.
+    """
+
+    encoder: torch.Tensor        # L_prior + L_llike^Dis_l
+    decoder: torch.Tensor        # gamma * L_llike^Dis_l - L_GAN (as the chosen generator GAN loss)
+    discriminator: torch.Tensor  # L_GAN as the discriminator's loss
+    prior: torch.Tensor          # L_prior = KL(q(z|x) || N(0, I)), batch mean
+    llike: torch.Tensor          # L_llike^Dis_l, batch mean
+    gan: torch.Tensor            # the discriminator's GAN loss on x, x_recon, x_prior
+
+    def per_network(self) -> dict[str, torch.Tensor]:
+        return {"encoder": self.encoder, "decoder": self.decoder, "discriminator": self.discriminator}
+
+
+def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | None = None,
+                  gamma: float = 1.0, decoder_gan_kind: str = "ns") -> VAEGANLosses:
+    """The losses of one VAE-GAN step on real images x in [-1, 1] (Larsen et al. 2016, sec. 2.2 and Algorithm 1).
+
+    L_prior = KL(q(z|x) || p(z)).
+    L_llike^Dis_l = -E_q[log N(Dis_l(x) | Dis_l(x_recon), I)] (eqs. 6-7), dropping the constant:
+        1/2 * ||Dis_l(x) - Dis_l(x_recon)||^2 per sample.
+    L_GAN = log Dis(x) + log(1 - Dis(x_recon)) + log(1 - Dis(x_prior)) with x_prior = Dec(z), z ~ N(0, I)
+        (eq. 9); the discriminator minimises its negation, the binary cross-entropy of the three terms.
+    The decoder's -L_GAN is the minimax generator loss on x_recon and x_prior; decoder_gan_kind="ns"
+    (default) replaces it by the non-saturating -log Dis(.), which has the same fixed point and does not
+    vanish while the discriminator wins; "saturating" keeps the paper's form.
+    gamma weighs reconstruction against fooling the discriminator in the decoder's loss (sec. 2.3).
+    """
+    if decoder_gan_kind not in DECODER_GAN_KINDS:
+        raise ValueError(f"vaegan_losses: decoder_gan_kind must be one of {', '.join(DECODER_GAN_KINDS)}; "
+                         f"got {decoder_gan_kind!r}")
+    if x.dim() != 4 or x.shape[1:] != (model.channels, model.resolution, model.resolution):
+        raise ValueError(f"vaegan_losses: expected images (N, {model.channels}, {model.resolution}, "
+                         f"{model.resolution}); got shape {tuple(x.shape)}")
+    n = x.shape[0]
+    mu, logvar = model.encoder(x)
+    x_recon = model.decoder(reparameterize(mu, logvar, generator))
+    z_prior = torch.randn(n, model.z_dim, generator=generator, device=x.device, dtype=x.dtype)
+    x_prior = model.decoder(z_prior)
+
+    # One discriminator pass over the three batches keeps batch-norm statistics shared between them.
+    features, logits = model.discriminator.features_and_logits(torch.cat([x, x_recon, x_prior]))
+    f_real, f_recon, _ = features.split(n)
+    l_real, l_recon, l_prior = logits.split(n)
+
+    prior = gaussian_kl(mu, logvar).mean()
+    llike = 0.5 * (f_real - f_recon).square().sum(dim=1).mean()
+    gan = (binary_cross_entropy_with_logits(l_real, torch.ones_like(l_real))
+           + binary_cross_entropy_with_logits(l_recon, torch.zeros_like(l_recon))
+           + binary_cross_entropy_with_logits(l_prior, torch.zeros_like(l_prior)))
+    decoder_gan = g_loss(l_recon, decoder_gan_kind) + g_loss(l_prior, decoder_gan_kind)
+    return VAEGANLosses(encoder=prior + llike, decoder=gamma * llike + decoder_gan, discriminator=gan,
+                        prior=prior, llike=llike, gan=gan)
+
+
+def vaegan_backward(model: VAEGAN, losses: VAEGANLosses) -> None:
+    """Set each network's .grad to the gradient of its own loss only (Algorithm 1), accumulating like backward()."""
+    networks = {"encoder": model.encoder, "decoder": model.decoder, "discriminator": model.discriminator}
+    for name, loss in losses.per_network().items():
+        params = [p for p in networks[name].parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        for p, g in zip(params, grads):
+            if g is None:
+                continue
+            p.grad = g if p.grad is None else p.grad + g
