@@ -16,6 +16,8 @@ import statistics
 import sys
 import time
 
+from bench.system import cpu_model
+
 
 def scipy_frechet(mu1, s1, mu2, s2) -> float:
     # The formula of the original TTUR / pytorch-fid code.
@@ -45,17 +47,6 @@ def median_seconds(fn, repeats: int) -> tuple[float, float]:
         value = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), value
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> None:

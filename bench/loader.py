@@ -19,19 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.system import cpu_model
 from fastgan.data import Loader, PackedDataset
 from fastgan.data.format import write_fgd
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _images_per_second(make_epoch, epochs: int) -> float:
@@ -124,7 +114,7 @@ def main(argv: list[str] | None = None) -> str:
         f"# Loader throughput, {now:%Y-%m-%d}",
         "",
         f"- command: `{' '.join(['python -m bench.loader', *(sys.argv[1:] if argv is None else argv)])}`",
-        f"- device: {_cpu_model()}, {os.cpu_count()} logical CPUs",
+        f"- device: {cpu_model()}, {os.cpu_count()} logical CPUs",
         f"- versions: Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
         f"fastgan._loader {_loader.__version__}",
         f"- workload: {args.images} images 3x{args.resolution}x{args.resolution} uint8 (.fgd, memory-mapped), "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from bench.system import cpu_model
 from fastgan.backend import backend
 from fastgan.train import TrainConfig
 from fastgan.train.throughput import measure_step_throughput
@@ -23,13 +24,7 @@ from fastgan.train.throughput import measure_step_throughput
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
+    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 def main(argv=None) -> None:

@@ -91,21 +91,23 @@ def g_loss(fake_logits, kind="ns") -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Activation:
-    """One row of the activation table shared by the reference and the kernels."""
+    """One row of the activation table shared by the reference and the kernels.
+
+    Every activation here has a derivative expressible through its output y alone, which is why the
+    fused backward saves y rather than x.
+    """
 
     func: Callable[[torch.Tensor, float], torch.Tensor]
     def_alpha: float
     def_gain: float
-    # Whether the derivative can be computed from the output y alone (so backward saves y, not x).
-    grad_from_output: bool
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "linear": Activation(lambda x, a: x, 0.0, 1.0, True),
-    "relu": Activation(lambda x, a: F.relu(x), 0.0, 1.0, True),
-    "lrelu": Activation(lambda x, a: F.leaky_relu(x, a), 0.2, 1.0, True),
-    "tanh": Activation(lambda x, a: torch.tanh(x), 0.0, 1.0, True),
-    "sigmoid": Activation(lambda x, a: torch.sigmoid(x), 0.0, 1.0, True),
+    "linear": Activation(lambda x, a: x, 0.0, 1.0),
+    "relu": Activation(lambda x, a: F.relu(x), 0.0, 1.0),
+    "lrelu": Activation(lambda x, a: F.leaky_relu(x, a), 0.2, 1.0),
+    "tanh": Activation(lambda x, a: torch.tanh(x), 0.0, 1.0),
+    "sigmoid": Activation(lambda x, a: torch.sigmoid(x), 0.0, 1.0),
 }
 
 
@@ -144,16 +146,3 @@ def batch_norm_act(x, weight, bias, running_mean, running_var, training, momentu
     dtype = x.dtype
     y = F.batch_norm(_wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
     return bias_act(y, None, act, alpha).to(dtype)
-
-
-def batch_norm_scale_shift(weight, bias, running_mean, running_var, eps):
-    """Eval-mode batch norm as y = x * scale + shift, per channel."""
-    scale = torch.rsqrt(running_var.float() + eps)
-    if weight is not None:
-        scale = scale * weight.float()
-    shift = -running_mean.float() * scale
-    if bias is not None:
-        shift = shift + bias.float()
-    return scale, shift
-
-

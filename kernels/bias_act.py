@@ -61,7 +61,7 @@ def activation_grad_from_input(z, ACT: tl.constexpr, alpha):
 
 @triton.jit
 def activation_grad_from_output(a, ACT: tl.constexpr, alpha):
-    """d act / dz from a = act(z), for the activations whose spec says grad_from_output."""
+    """d act / dz from a = act(z), every activation of fastgan.reference.ACTIVATIONS."""
     if ACT == 0:
         g = tl.full(a.shape, 1.0, tl.float32)
     elif ACT == 1:
@@ -141,7 +141,7 @@ def forward(x: torch.Tensor, shift: torch.Tensor | None, act: str, alpha: float,
 
 def backward(dy: torch.Tensor, y: torch.Tensor, act: str, alpha: float, gain: float,
              clamp: float | None) -> torch.Tensor:
-    """dx from the upstream gradient and the saved output (every activation here has grad_from_output)."""
+    """dx from the upstream gradient and the saved output (every activation here has a derivative in terms of its output)."""
     dy, y = dy.contiguous(), y.contiguous()
     dx = torch.empty_like(y)
     n = y.numel()

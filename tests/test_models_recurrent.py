@@ -8,12 +8,7 @@ from fastgan.data.sines import SINE_AMPLITUDE, sines, validate_sequences
 from fastgan.models.recurrent import VRAE, RCGANDiscriminator, RCGANGenerator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_sines_have_the_documented_shape_dtype_and_ranges():

@@ -9,12 +9,7 @@ from fastgan.models.vae import VAE, gaussian_kl, gaussian_nll, reparameterize
 from fastgan.models.vaegan import VAEGAN, VAEGANDiscriminator, vaegan_backward, vaegan_losses
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("resolution", [16, 32])
