@@ -53,28 +53,50 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args) -> None:
     from .train import train
 
+    import os
+
     run_dir = train(config_from_args(args))
-    print(f"run written to {run_dir}: samples.png, metrics.jsonl, checkpoint.pt")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run written to {run_dir}: samples.png, metrics.jsonl, checkpoint.pt")
 
 
 def cmd_sample(args) -> None:
+    """Images: a PNG grid at --out (toy 2D data: a scatter plot). Sequences (rgan, rvae): a PNG of line plots
+    at --out and the values, float32 (N, T, F), in the .npy of the same name. Tokens (seqgan): the token
+    ids as text, one sequence per line, at --out with the suffix .txt."""
+    from pathlib import Path
+
+    import numpy as np
     import torch
 
     from .data.toy import TOY_DATASETS, load_toy
     from .train import load_generator
-    from .train.samples import save_image_grid, save_scatter
+    from .train.samples import save_image_grid, save_scatter, save_sequence_plots, save_token_text
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1; got {args.n}")
     generator, config, step = load_generator(args.ckpt, ema=not args.no_ema, device=args.device)
-    z = torch.randn(args.n, config.z_dim, generator=torch.Generator().manual_seed(args.seed)).to(args.device)
+    out = Path(args.out)
     with torch.no_grad():
-        out = generator(z)
-    if config.dataset in TOY_DATASETS:
-        save_scatter(out, args.out, load_toy(config.dataset).centers)
-    else:
-        save_image_grid(out, args.out)
-    print(f"wrote {args.n} samples of step {step} to {args.out}")
+        if config.model == "seqgan":
+            written = [out.with_suffix(".txt")]
+            rng = torch.Generator(args.device).manual_seed(args.seed)
+            save_token_text(generator.sample(args.n, config.seq_len, rng), written[0])
+        else:
+            # rgan's generator takes fresh noise at every time step; the other families one vector per sample.
+            shape = (args.n, config.seq_len, config.z_dim) if config.model == "rgan" else (args.n, config.z_dim)
+            z = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed)).to(args.device)
+            samples = generator(z)
+            written = [out]
+            if config.model in ("rgan", "rvae"):
+                save_sequence_plots(samples, out)
+                written.append(out.with_suffix(".npy"))
+                np.save(written[1], samples.float().cpu().numpy())
+            elif config.dataset in TOY_DATASETS:
+                save_scatter(samples, out, load_toy(config.dataset).centers)
+            else:
+                save_image_grid(samples, out)
+    print(f"wrote {args.n} samples of step {step} to {' and '.join(map(str, written))}")
 
 
 def cmd_bench(args) -> None:
@@ -95,10 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="write a grid of samples from a checkpoint")
+    p = sub.add_parser("sample", help="write samples from a checkpoint: images, sequence plots or tokens",
+                       description=cmd_sample.__doc__)
     p.add_argument("--ckpt", required=True, help="run directory or checkpoint file")
     p.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
-    p.add_argument("--out", default="samples.png", help="output PNG (default: samples.png)")
+    p.add_argument("--out", default="samples.png",
+                   help="output PNG; sequences also write their values to this name with suffix .npy; seqgan's tokens go "
+                        "to this name with suffix .txt (default: samples.png)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default: 0)")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator instead of its EMA")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")

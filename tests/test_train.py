@@ -61,7 +61,7 @@ def test_named_run_is_not_overwritten(tmp_path):
 
 def _params(run):
     state = load_checkpoint(run)
-    return {k: state[k] for k in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d")}
+    return {k: state[k] for k in ("networks", "ema", "optimizers", "scalers")}
 
 
 def _assert_same(a, b, path=""):
@@ -185,3 +185,49 @@ def test_config_rejects_bad_values(overrides, message):
 def test_points_dataset_needs_the_mlp_model(tmp_path):
     with pytest.raises(ValueError, match="use --model mlp"):
         Trainer(small(tmp_path, dataset="ring8", model="dcgan"))
+
+
+@pytest.mark.parametrize("option", [
+    dict(spectral_norm=True), dict(mbstd=True), dict(pac=2), dict(diffaug="color,translation,cutout"),
+    dict(instance_noise=0.1), dict(spectral_norm=True, r1_gamma=1.0, r1_every=1),
+])
+def test_stability_options_reach_the_discriminator_and_train(tmp_path, option):
+    trainer = Trainer(small(tmp_path, **option))
+    d = trainer.discriminator
+    if option.get("spectral_norm"):
+        assert any(hasattr(m, "parametrizations") for m in d.modules())
+    if option.get("pac"):
+        assert d(torch.zeros(16, 1, 16, 16)).shape == (8,)
+    if option.get("mbstd"):
+        assert any(type(m).__name__ == "MinibatchStd" for m in d.modules())
+    batches = trainer.real_batches()
+    before = [p.detach().clone() for p in d.parameters()]
+    stats = trainer.train_step(batches)
+    assert all(torch.isfinite(v) for v in stats.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, d.parameters()))
+
+
+def test_augmented_packed_runs_resume_bit_identically(tmp_path):
+    # (Instance noise is left out: it anneals over `steps`, which this resume changes.)
+    extra = dict(diffaug="color,translation,cutout", pac=2, mbstd=True)
+    full = train(small(tmp_path, steps=6, name="full", **extra))
+    train(small(tmp_path, steps=3, name="part", **extra))
+    resumed = train(small(tmp_path, steps=6, name="part", resume=True, **extra))
+    _assert_same(_params(full), _params(resumed))
+
+
+def test_instance_noise_is_annealed_to_zero(tmp_path):
+    from fastgan.nn import instance_noise_std
+
+    assert instance_noise_std(0, 100, 0.2) == pytest.approx(0.2)
+    assert instance_noise_std(50, 100, 0.2) == pytest.approx(0.1)
+    assert instance_noise_std(100, 100, 0.2) == 0.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(pac=3), "pac: must divide batch_size"),
+    (dict(diffaug="color,flip"), "diffaug: policies are comma-separated names"),
+])
+def test_stability_config_errors(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(batch_size=16, **overrides)

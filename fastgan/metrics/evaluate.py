@@ -6,9 +6,11 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
 
-from fastgan.metrics.features import generator_features, real_image_features
+from fastgan.metrics.features import extractor_cache_name, generator_features, is_packed_dataset, real_image_features
 from fastgan.metrics.fid import fid
 from fastgan.metrics.inception_score import inception_score
 from fastgan.metrics.kid import kid
@@ -22,41 +24,84 @@ TOY_DEFAULT = ("fid", "kid", "pr", "modes")
 EXTRACTORS = ("auto", "digits", "inception")
 
 
-def _image_extractor(name: str, dataset: str, resolution: int):
+def _image_extractor(extractor, dataset, resolution: int | None):
+    """(feature network, its name in cache keys) for the real images of dataset (a built-in name or a .fgd path)."""
     from fastgan.metrics.digits_classifier import CLASSIFIER_VERSION, digits_classifier
-    from fastgan.metrics.inception import InceptionV3
+    from fastgan.metrics.inception import InceptionV3, InceptionWeightsNotFound
 
-    if name == "auto":
-        name = "digits" if dataset == "digits" else "inception"
-    if name == "digits":
-        if dataset != "digits":
-            raise ValueError(f"evaluate: the digits classifier only fits the digits dataset, not {dataset!r}; use extractor='inception'")
-        return digits_classifier(resolution), f"digitscnn-v{CLASSIFIER_VERSION}"
-    return InceptionV3(), "inception2015"
+    if isinstance(extractor, nn.Module):
+        return extractor, extractor_cache_name(extractor)
+    digits_resolution = _digits_resolution(dataset, resolution)
+    if extractor == "auto":
+        extractor = "digits" if digits_resolution is not None else "inception"
+    if extractor == "digits":
+        if digits_resolution is None:
+            raise ValueError(f"evaluate: the digits classifier only fits the digits dataset (or a .fgd file that "
+                             f"`fastgan prepare digits` wrote), not {dataset!r}; use extractor='inception' or pass "
+                             f"extractor=<an nn.Module>")
+        return digits_classifier(digits_resolution), f"digitscnn-v{CLASSIFIER_VERSION}"
+    try:
+        return InceptionV3(), "inception2015"
+    except InceptionWeightsNotFound as e:
+        raise InceptionWeightsNotFound(
+            f"evaluate: no feature network for {os.fspath(dataset)!r}: {e} Or pass a network as "
+            f"evaluate_generator(..., extractor=module): InceptionV3(weights=path), or your own with "
+            f"module(images (N, C, H, W) in [-1, 1]) -> features (N, D). The digits classifier "
+            f"(extractor='digits') fits only the built-in digits."
+        ) from None
 
 
-def evaluate_generator(generator, dataset: str, resolution: int | None, z_dim: int, metrics=None, n: int = 10000,
-                       batch_size: int = 250, device="cpu", seed: int = 0, extractor: str = "auto") -> dict[str, float]:
-    """Metrics of n samples of generator against the built-in dataset it was trained on.
+def _digits_resolution(dataset, resolution: int | None) -> int | None:
+    """The resolution dataset holds the built-in digits at, or None when it does not hold them.
 
-    Image datasets are compared in the feature space of extractor ("auto": the digits classifier for
-    digits, else the FID Inception network). Toy 2D mixtures are compared on the points themselves,
-    against n points drawn from the mixture, and "modes" adds mode_coverage. metrics=None picks
-    fid, kid, is, pr for images and fid, kid, pr, modes for toy data.
+    A .fgd file holds them when `fastgan prepare digits` wrote it: its pixels are exactly the
+    built-in digits at its size, which one comparison of about 0.5 MB tells.
+    """
+    from fastgan.data.builtin import DIGITS_RESOLUTIONS, digits
+
+    if not is_packed_dataset(dataset):
+        return (16 if resolution is None else resolution) if dataset == "digits" else None
+    from fastgan.data.packed import PackedDataset
+
+    data = PackedDataset(dataset, verify=False)
+    c, h, w = data.shape
+    if c != 1 or h != w or h not in DIGITS_RESOLUTIONS:
+        return None
+    return h if np.array_equal(data.images, digits(h)[0]) else None
+
+
+def evaluate_generator(generator, dataset, resolution: int | None, z_dim: int, metrics=None, n: int = 10000,
+                       batch_size: int = 250, device="cpu", seed: int = 0, extractor="auto") -> dict[str, float]:
+    """Metrics of n samples of generator against the data it was trained on.
+
+    dataset: a built-in dataset name (images at resolution, or a toy 2D mixture) or the path of a .fgd
+    file from `fastgan prepare` (images at the file's own size; resolution is not used).
+    Image datasets are compared in the feature space of extractor: "auto" (the digits classifier for
+    the digits, built-in or packed into a .fgd file, else the FID Inception network, whose weights
+    come from $FASTGAN_INCEPTION_WEIGHTS), "digits", "inception", or any nn.Module mapping images
+    (N, C, H, W) in [-1, 1] to features (N, D). Real-data statistics are cached (real_image_features).
+    Toy 2D mixtures are compared on the points themselves, against n points drawn from the mixture,
+    and "modes" adds mode_coverage. metrics=None picks fid, kid, is, pr for images (is only when the
+    extractor has features_and_logits, i.e. gives class logits) and fid, kid, pr, modes for toy data.
     """
     from fastgan.data.toy import TOY_DATASETS, load_toy
 
-    toy = dataset in TOY_DATASETS
-    metrics = tuple(metrics) if metrics is not None else (TOY_DEFAULT if toy else IMAGE_DEFAULT)
+    packed = is_packed_dataset(dataset)
+    toy = not packed and dataset in TOY_DATASETS
+    default_metrics = metrics is None
+    metrics = (TOY_DEFAULT if toy else IMAGE_DEFAULT) if default_metrics else tuple(metrics)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"evaluate: unknown metrics {unknown}; choose from {', '.join(METRICS)}")
-    if extractor not in EXTRACTORS:
-        raise ValueError(f"evaluate: extractor must be one of {', '.join(EXTRACTORS)}; got {extractor!r}")
+    if not isinstance(extractor, nn.Module) and extractor not in EXTRACTORS:
+        raise ValueError(f"evaluate: extractor must be one of {', '.join(EXTRACTORS)} or an nn.Module; got {extractor!r}")
     if toy and "is" in metrics:
         raise ValueError(f"evaluate: 'is' needs class probabilities, which toy 2D data ({dataset}) has none of; use fid,kid,pr,modes")
     if not toy and "modes" in metrics:
         raise ValueError(f"evaluate: 'modes' counts the modes of a 2D mixture; {dataset!r} is an image dataset")
+    if packed and not os.path.isfile(dataset):
+        raise FileNotFoundError(f"evaluate: dataset file {os.fspath(dataset)!r} not found; pass the .fgd file the run "
+                                f"was trained on (dataset=, or fastgan eval --dataset)")
     generator.eval()
     logits = None
     if toy:
@@ -68,6 +113,8 @@ def evaluate_generator(generator, dataset: str, resolution: int | None, z_dim: i
             raise ValueError(f"evaluate: a {dataset} generator must output points (N, 2); got {tuple(fake.shape)}")
     else:
         net, name = _image_extractor(extractor, dataset, resolution)
+        if default_metrics and not hasattr(net, "features_and_logits"):
+            metrics = tuple(m for m in metrics if m != "is")
         real, real_stats = real_image_features(dataset, resolution, net, name, batch_size, device)
         out = generator_features(generator, n, z_dim, net, batch_size, seed, device, with_logits="is" in metrics)
         fake, logits = out if "is" in metrics else (out, None)
@@ -86,16 +133,19 @@ def evaluate_generator(generator, dataset: str, resolution: int | None, z_dim: i
 
 
 def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 250, device="cpu", seed: int = 0,
-                        extractor: str = "auto") -> dict[str, float]:
+                        extractor="auto", dataset=None) -> dict[str, float]:
     """Load the EMA generator of a run directory or checkpoint and evaluate it (see evaluate_generator).
 
+    dataset: the real data to compare with; None takes the run's own (its config's dataset). Give it
+    when a run's .fgd file has moved since training.
     Returns the metrics with "step" (the checkpoint's training step) added.
     """
     from fastgan.train import load_generator
 
     generator, config, step = load_generator(ckpt, ema=True)
-    result = evaluate_generator(generator, config.dataset, getattr(config, "resolution", None), config.z_dim, metrics,
-                                n, batch_size, device, seed, extractor)
+    result = evaluate_generator(generator, config.dataset if dataset is None else dataset,
+                                getattr(config, "resolution", None), config.z_dim, metrics, n, batch_size, device, seed,
+                                extractor)
     return {"step": step, **result}
 
 
@@ -120,8 +170,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extractor", default="auto", choices=EXTRACTORS,
-                        help="feature network for images: the digits classifier or the FID Inception network "
-                             "(weights from $FASTGAN_INCEPTION_WEIGHTS)")
+                        help="feature network for images: the digits classifier (digits only) or the FID Inception "
+                             "network (weights from $FASTGAN_INCEPTION_WEIGHTS); auto picks by dataset")
+    parser.add_argument("--dataset", default=None,
+                        help="real data to compare with: a built-in name or a .fgd file (default: the run's own)")
     return parser
 
 
@@ -129,7 +181,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, float]:
     """Evaluate, print a table, and append {"step": ..., "eval": {...}} to the run's metrics.jsonl."""
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     result = evaluate_checkpoint(args.ckpt, metrics, n=args.n, batch_size=args.batch_size, device=args.device,
-                                 seed=args.seed, extractor=args.extractor)
+                                 seed=args.seed, extractor=args.extractor, dataset=args.dataset)
     step = result.pop("step")
     width = max(len(k) for k in result)
     print(f"{'step':<{width}}  {step}")

@@ -2,14 +2,14 @@
 
 The generator doubles resolution from 4x4 with ConvTranspose2d blocks whose batch norm + ReLU
 tail is fastgan's fused epilogue; the discriminator mirrors it with strided convolutions and
-LeakyReLU(0.2) and ends in a logit per image.
+LeakyReLU(0.2) and ends in a logit per image (per pack of images with PacGAN).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..nn import BatchNormAct, ConvBlock, ConvTransposeBlock
+from ..nn import BatchNormAct, ConvBlock, ConvTransposeBlock, MinibatchStd, apply_spectral_norm, pack
 
 RESOLUTIONS = (16, 32, 64)
 
@@ -38,20 +38,39 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, resolution: int = 64, channels: int = 3, width: int = 64):
+    """Strided-convolution discriminator: (N, channels, resolution, resolution) -> N / pac logits.
+
+    spectral_norm: spectrally normalise every convolution (Miyato et al. 2018) and drop batch norm
+        from the blocks, as SN-GAN's discriminator does; batch norm would rescale what SN bounds.
+    mbstd: append a MinibatchStd channel to the 4x4 features before the last convolution.
+    pac: judge pac consecutive images at once (PacGAN); the first convolution takes pac * channels.
+    The defaults build the plain DCGAN discriminator with its usual state-dict keys.
+    """
+
+    def __init__(self, resolution: int = 64, channels: int = 3, width: int = 64, *, spectral_norm: bool = False,
+                 mbstd: bool = False, pac: int = 1):
         super().__init__()
         n = _num_doublings(resolution)
-        self.resolution, self.channels = resolution, channels
+        if not isinstance(pac, int) or pac < 1:
+            raise ValueError(f"DCGANDiscriminator: pac must be a positive integer; got {pac!r}")
+        self.resolution, self.channels, self.pac = resolution, channels, pac
+        block_norm = "none" if spectral_norm else "batch"
         widths = [width * 2 ** i for i in range(n)]  # 64 px: 64, 128, 256, 512
-        blocks = [ConvBlock(channels, widths[0], 4, 2, 1, norm="none", act="lrelu", alpha=0.2)]
+        blocks = [ConvBlock(pac * channels, widths[0], 4, 2, 1, norm="none", act="lrelu", alpha=0.2)]
         for w_in, w_out in zip(widths, widths[1:]):
-            blocks.append(ConvBlock(w_in, w_out, 4, 2, 1, norm="batch", act="lrelu", alpha=0.2))
-        blocks.append(nn.Conv2d(widths[-1], 1, 4, 1, 0))
+            blocks.append(ConvBlock(w_in, w_out, 4, 2, 1, norm=block_norm, act="lrelu", alpha=0.2))
+        last_width = widths[-1]
+        if mbstd:
+            blocks.append(MinibatchStd())
+            last_width += blocks[-1].num_channels
+        blocks.append(nn.Conv2d(last_width, 1, 4, 1, 0))
         self.net = nn.Sequential(*blocks)
         init_dcgan_weights(self)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
+        return self.net(pack(x, self.pac)).flatten()
 
 
 def init_dcgan_weights(module: nn.Module) -> None:

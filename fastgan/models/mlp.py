@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from ..nn import MinibatchStd, apply_spectral_norm, pack
+
 
 class MLPGenerator(nn.Module):
     """z -> hidden layers (ReLU) -> prod(out_shape), tanh for images or linear for points in the plane."""
@@ -30,17 +32,32 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """x -> hidden layers (LeakyReLU 0.2) -> one logit per sample (no sigmoid: losses take logits)."""
+    """x -> hidden layers (LeakyReLU 0.2) -> one logit per sample (no sigmoid: losses take logits).
 
-    def __init__(self, in_shape: tuple[int, ...] = (1, 28, 28), hidden: tuple[int, ...] = (256, 256)):
+    spectral_norm: spectrally normalise every Linear (Miyato et al. 2018).
+    mbstd: append a MinibatchStd feature to the last hidden layer's output.
+    pac: judge pac consecutive samples at once (PacGAN); N samples give N / pac logits and the first
+        Linear takes pac * prod(in_shape) inputs.
+    The defaults build the plain discriminator with its usual state-dict keys.
+    """
+
+    def __init__(self, in_shape: tuple[int, ...] = (1, 28, 28), hidden: tuple[int, ...] = (256, 256), *,
+                 spectral_norm: bool = False, mbstd: bool = False, pac: int = 1):
         super().__init__()
-        self.in_shape = tuple(in_shape)
-        layers, width = [nn.Flatten()], math.prod(self.in_shape)
+        if not isinstance(pac, int) or pac < 1:
+            raise ValueError(f"MLPDiscriminator: pac must be a positive integer; got {pac!r}")
+        self.in_shape, self.pac = tuple(in_shape), pac
+        layers, width = [nn.Flatten()], pac * math.prod(self.in_shape)
         for h in hidden:
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
             width = h
+        if mbstd:
+            layers.append(MinibatchStd())
+            width += layers[-1].num_channels
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(1)
+        return self.net(pack(x, self.pac)).squeeze(1)

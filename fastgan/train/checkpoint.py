@@ -1,21 +1,85 @@
-"""Checkpoints that are written atomically and load without executing code."""
+"""Checkpoints that are written atomically, verified on load, and load without executing code.
+
+File layout (version 2): a 56-byte header, then the torch.save archive of the state.
+
+    magic  16 bytes  b"fastgan-ckpt-v2\\n"
+    length  8 bytes  little-endian length of the archive that follows
+    sha256 32 bytes  digest of the archive
+
+The checksum sits in a header of the same file rather than in a sidecar file because one file is
+replaced by one rename: a crash can never pair a new archive with an old checksum (or the reverse),
+so a checksum mismatch always means damage, never a half-finished save. The cost is that plain
+torch.load does not read the file directly; `torch.load(io.BytesIO(data[56:]), weights_only=True)`
+does. Version 1 files (a bare torch.save archive with no checksum) still load.
+
+save_checkpoint keeps the checkpoint it replaces as checkpoint.prev.pt, and load_checkpoint(run_dir)
+falls back to it (with a warning) when checkpoint.pt is missing or damaged.
+"""
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import os
+import shutil
+import struct
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 
 FORMAT = "fastgan-checkpoint"
-VERSION = 1
+VERSION = 2
+LEGACY_VERSION = 1  # bare torch.save archive, no checksum header
 LATEST = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+DAMAGED = "checkpoint.damaged.pt"  # a checkpoint.pt that failed to load, kept for inspection
+
+_MAGIC = b"fastgan-ckpt-v2\n"
+_HEADER = struct.Struct("<16sQ32s")
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, corrupt or not a fastgan checkpoint."""
+
+
+class CheckpointWriteError(OSError):
+    """save_checkpoint could not write the new checkpoint; the message says which earlier one is intact."""
+
+
+class CheckpointFallbackWarning(UserWarning):
+    """load_checkpoint(run_dir) used checkpoint.prev.pt because checkpoint.pt was missing or damaged."""
+
+
+def _write_temp(path: Path, *chunks) -> Path:
+    """Write chunks to a new temporary file beside path and fsync it; returns its name.
+
+    The temporary file is removed if anything fails, so a failed write leaves the folder as it was.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the renames in folder durable: POSIX only persists a rename once the directory is synced."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -24,43 +88,171 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     A crash at any point leaves either the old file or the new one, never a partial file.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _write_temp(path, data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
+def _encode(state: dict) -> tuple[bytes, memoryview]:
+    """(header, archive) of a state dict, as save_checkpoint writes them."""
+    archive = io.BytesIO()
+    torch.save({**state, "format": FORMAT, "version": VERSION}, archive)
+    payload = archive.getbuffer()
+    return _HEADER.pack(_MAGIC, payload.nbytes, hashlib.sha256(payload).digest()), payload
+
+
+def checkpoint_nbytes(state: dict) -> int:
+    """Size in bytes of the file save_checkpoint(state, ...) writes (serialises state in memory)."""
+    header, payload = _encode(state)
+    return len(header) + payload.nbytes
+
+
 def save_checkpoint(state: dict, run_dir: Path) -> Path:
-    """Write run_dir/checkpoint.pt atomically, keeping the one it replaces as checkpoint.prev.pt."""
+    """Write run_dir/checkpoint.pt atomically, keeping the one it replaces as checkpoint.prev.pt.
+
+    The new file is written and fsynced under a temporary name before any existing file is touched,
+    so a full disk or a permission error leaves checkpoint.pt and checkpoint.prev.pt as they were.
+    Then checkpoint.pt becomes checkpoint.prev.pt and the new file becomes checkpoint.pt (two
+    renames); a crash between the two leaves no checkpoint.pt, and load_checkpoint(run_dir) then
+    uses checkpoint.prev.pt, which holds the checkpoint before this save.
+
+    Raises CheckpointWriteError (an OSError, with the errno of the failure when there is one) naming
+    the file and which earlier checkpoint is intact.
+    """
     run_dir = Path(run_dir)
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
-    latest = run_dir / LATEST
-    if latest.exists():
-        os.replace(latest, run_dir / PREVIOUS)
-    atomic_write_bytes(latest, buffer.getvalue())
+    latest, previous = run_dir / LATEST, run_dir / PREVIOUS
+    header, payload = _encode(state)
+    had_latest = latest.exists()
+    tmp = None
+    rotated = published = False
+    try:
+        tmp = _write_temp(latest, header, payload)
+        if had_latest:
+            os.replace(latest, previous)
+            rotated = True
+        os.replace(tmp, latest)
+        published = True
+        _fsync_dir(run_dir)
+    except BaseException as e:
+        if tmp is not None and not published:
+            tmp.unlink(missing_ok=True)
+        if not isinstance(e, Exception):
+            raise
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        if published:
+            message = (f"{latest}: checkpoint written, but syncing {run_dir} failed ({reason}); it may not survive "
+                       "a power loss")
+        elif rotated:
+            message = (f"{latest}: checkpoint not saved ({reason}); the previous checkpoint is intact as {previous}, "
+                       f"which load_checkpoint({str(run_dir)!r}) uses")
+        elif had_latest:
+            message = f"{latest}: checkpoint not saved ({reason}); the previous checkpoint {latest} is intact"
+        else:
+            message = f"{latest}: checkpoint not saved ({reason}); there is no earlier checkpoint in this run"
+        code = e.errno if isinstance(e, OSError) else None
+        raise (CheckpointWriteError(code, message) if code is not None else CheckpointWriteError(message)) from e
     return latest
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint with torch.load(weights_only=True) and check that it is fastgan's."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / LATEST
+def check_writable(run_dir: str | Path, need_bytes: int) -> None:
+    """Raise before training if run_dir cannot take a checkpoint of need_bytes bytes.
+
+    Creates and removes a temporary file in run_dir (the folder must exist), then checks that the
+    filesystem has at least need_bytes free. save_checkpoint writes the new file while the two it
+    keeps still exist, so need_bytes should be at least one checkpoint (checkpoint_nbytes(state)).
+    Raises PermissionError / OSError naming the folder, or OSError(ENOSPC) naming the folder, the
+    free and the needed bytes.
+    """
+    run_dir = Path(run_dir)
+    if need_bytes < 0:
+        raise ValueError(f"check_writable: need_bytes must be >= 0; got {need_bytes}")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"{run_dir}: run directory does not exist (create it first)")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".fastgan-write-test.", dir=run_dir)
+        os.close(fd)
+        os.remove(tmp)
+    except OSError as e:
+        raise type(e)(e.errno, f"{run_dir}: run directory is not writable: {e.strerror or e}") from e
+    free = shutil.disk_usage(run_dir).free
+    if free < need_bytes:
+        raise OSError(errno.ENOSPC, f"{run_dir}: not enough free space for checkpoints: {_size(free)} free, "
+                                    f"{_size(need_bytes)} needed")
+
+
+def _size(n: int) -> str:
+    scaled, unit = float(n), "bytes"
+    for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        if scaled < 1024:
+            break
+        scaled, unit = scaled / 1024, bigger
+    return f"{n:,} bytes" if unit == "bytes" else f"{n:,} bytes ({scaled:.1f} {unit})"
+
+
+def _read_state(path: Path, map_location) -> dict:
+    """The state in one checkpoint file, verified; CheckpointError saying what is wrong otherwise."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    data = path.read_bytes()
+    stream = io.BytesIO(data)
+    expected_version = LEGACY_VERSION
+    if data.startswith(_MAGIC):
+        if len(data) < _HEADER.size:
+            raise CheckpointError(f"{path}: not a readable checkpoint (truncated: {len(data)} bytes, shorter than "
+                                  f"the {_HEADER.size}-byte header)")
+        _, length, digest = _HEADER.unpack_from(data)
+        have = len(data) - _HEADER.size
+        if have != length:
+            kind = "truncated" if have < length else "corrupt"
+            raise CheckpointError(f"{path}: not a readable checkpoint ({kind}: the header says {length:,} bytes "
+                                  f"follow it, the file has {have:,})")
+        actual = hashlib.sha256(memoryview(data)[_HEADER.size:]).digest()
+        if actual != digest:
+            raise CheckpointError(f"{path}: not a readable checkpoint (checksum mismatch: sha256 "
+                                  f"{actual.hex()[:16]}..., the header says {digest.hex()[:16]}...; the file "
+                                  "was damaged after it was written)")
+        stream.seek(_HEADER.size)  # torch.load reads the archive from the stream's position on
+        expected_version = VERSION
+    elif not data.startswith(_ZIP_MAGIC):
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): it starts with neither "
+                              "the fastgan checkpoint header nor a torch.save archive")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(stream, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated or corrupt zip archives
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastgan checkpoint (no '{FORMAT}' marker)")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r}; this fastgan reads {VERSION}")
+    version = state.get("version")
+    if version not in (LEGACY_VERSION, VERSION):
+        raise CheckpointError(f"{path}: checkpoint version {version!r}; this fastgan reads versions "
+                              f"{LEGACY_VERSION} and {VERSION}")
+    if version != expected_version:
+        raise CheckpointError(f"{path}: checkpoint version {version} in a file laid out as version "
+                              f"{expected_version} (corrupt, or not written by fastgan)")
     return state
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a checkpoint with torch.load(weights_only=True), verify its checksum and format marker.
+
+    A file path loads that file or raises CheckpointError. A run directory loads checkpoint.pt,
+    or, if that is missing or damaged, checkpoint.prev.pt with a CheckpointFallbackWarning naming
+    the bad file, the reason and the step used; CheckpointError names both files when neither loads.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return _read_state(path, map_location)
+    latest, previous = path / LATEST, path / PREVIOUS
+    try:
+        return _read_state(latest, map_location)
+    except CheckpointError as latest_error:
+        try:
+            state = _read_state(previous, map_location)
+        except CheckpointError as previous_error:
+            raise CheckpointError(f"{path}: no usable checkpoint: {latest_error}; {previous_error}") from None
+        warnings.warn(f"{latest_error}; using the previous checkpoint {previous} (step {state.get('step', '?')})",
+                      CheckpointFallbackWarning, stacklevel=2)
+        return state

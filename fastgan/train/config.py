@@ -6,10 +6,17 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.toy import TOY_DATASETS
 from ..losses import D_LOSS_KINDS, G_LOSS_KINDS
+from ..models.recurrent import OUTPUT_ACTS
+from ..models.vae import LIKELIHOODS
 
-MODELS = ("dcgan", "mlp")
+MODELS = ("dcgan", "mlp", "vae", "vaegan", "rgan", "rvae", "seqgan")
+GAN_MODELS = ("dcgan", "mlp")
 AMP_MODES = ("bf16", "fp16")
+DIFFAUG_POLICIES = ("color", "translation", "cutout")
+SEQUENCE_MODELS = ("rgan", "rvae")
+SEQGAN_DISCRIMINATORS = ("lstm", "cnn")
 
 
 def _f(default, help: str, choices=None):
@@ -37,7 +44,7 @@ class TrainConfig:
     mlp_hidden: tuple[int, ...] = _f((256, 256), "MLP: hidden layer widths of G and D, comma-separated")
     # Optimisation
     steps: int = _f(2000, "generator updates")
-    batch_size: int = _f(64, "images per D and per G update")
+    batch_size: int = _f(64, "samples per D and per G update in each process (global batch: batch_size x processes)")
     n_critic: int = _f(1, "D updates per G update")
     lr_g: float = _f(2e-4, "Adam learning rate of G")
     lr_d: float = _f(2e-4, "Adam learning rate of D (TTUR: set it apart from lr_g)")
@@ -49,9 +56,42 @@ class TrainConfig:
     r1_gamma: float = _f(0.0, "R1 penalty weight gamma (0: off); applied lazily every r1_every steps")
     r1_every: int = _f(16, "steps between lazy R1 penalties (the penalty is scaled by this)")
     gp_weight: float = _f(0.0, "WGAN-GP gradient penalty weight (0: off)")
+    # Stability toolkit (dcgan and mlp)
+    spectral_norm: bool = _f(False, "spectral normalisation of every D weight (Miyato et al. 2018); drops D's batch norm")
+    mbstd: bool = _f(False, "minibatch standard deviation feature before D's last layer (Karras et al. 2018)")
+    pac: int = _f(1, "PacGAN: D judges this many samples packed together (Lin et al. 2018); divides batch_size")
+    diffaug: str = _f("", "DiffAugment policy for D's real and fake inputs, e.g. color,translation,cutout (Zhao et al. 2020)")
+    instance_noise: float = _f(0.0, "std of Gaussian noise added to D's inputs, annealed linearly to 0 over the run")
     ema_decay: float = _f(0.999, "EMA decay of G's weights for samples and evaluation (0: no EMA)")
     amp: str | None = _f(None, "mixed precision: bf16, fp16 (with loss scaling) or none", AMP_MODES)
     compile: bool = _f(False, "torch.compile G and D")
+    # Other families
+    vae_width: int = _f(32, "vae, vaegan: channels of the encoder's first and the decoder's last hidden block (DCGAN layout)")
+    vae_beta: float = _f(1.0, "vae, rvae: weight of the KL term (1: the ELBO; otherwise a beta-VAE)")
+    vae_likelihood: str = _f("auto", "vae, rvae: p(x|z); auto is bernoulli for images, gaussian for sequences",
+                             ("auto", *LIKELIHOODS))
+    vae_sigma: float = _f(0.1, "vae, rvae: standard deviation of the gaussian likelihood")
+    vaegan_gamma: float = _f(1.0, "vaegan: weight of the feature-space reconstruction against the GAN term in the "
+                                  "decoder's loss (Larsen et al. 2016)")
+    seq_len: int = _f(0, "rgan, rvae, seqgan: time steps of the built-in sines and oracle data (0: 30 for sines, 20 "
+                         "for oracle; a .npy has its own); the run records the length it used")
+    seq_n: int = _f(10000, "rgan, rvae, seqgan: sequences in the built-in sines or oracle training set")
+    sines_features: int = _f(1, "rgan, rvae: features per time step of the built-in sines")
+    seq_hidden: int = _f(32, "rgan, rvae, seqgan: hidden size of every LSTM (and seqgan's embedding size)")
+    rgan_per_step: bool = _f(True, "rgan: D judges every time step (RCGAN); otherwise the whole sequence")
+    rgan_out_act: str = _f("tanh", "rgan: G's output activation; tanh needs data in [-1, 1]", OUTPUT_ACTS)
+    seqgan_vocab: int = _f(100, "seqgan: vocabulary of the oracle task (Yu et al. 2017 use 5000, minutes per step "
+                                "on a CPU)")
+    seqgan_pretrain_steps: int = _f(1000, "seqgan: maximum-likelihood G updates before adversarial training "
+                                          "(counted in --steps)")
+    seqgan_d_pretrain_steps: int = _f(200, "seqgan: D updates on real vs generated before the first adversarial step "
+                                           "(not counted in --steps)")
+    seqgan_rollouts: int = _f(16, "seqgan: Monte-Carlo rollouts per prefix for the rewards")
+    seqgan_discriminator: str = _f("lstm", "seqgan: D over tokens: an LSTM, or the paper's CNN (its window sizes "
+                                           "up to seq_len, seq_hidden filters each)", SEQGAN_DISCRIMINATORS)
+    # Faults and scale-out
+    max_nonfinite: int = _f(3, "consecutive updates with non-finite loss or gradients (each skipped) before training stops")
+    sync_bn: bool = _f(False, "distributed runs: batch-norm statistics over the global batch (SyncBatchNorm)")
     # Output
     log_every: int = _f(50, "steps between metrics.jsonl lines")
     sample_every: int = _f(500, "steps between sample grids")
@@ -81,7 +121,8 @@ class TrainConfig:
         if self.amp is not None and self.amp not in AMP_MODES:
             bad("amp", "must be bf16, fp16 or none")
         for name in ("steps", "batch_size", "n_critic", "z_dim", "g_width", "d_width", "r1_every",
-                     "log_every", "sample_every", "ckpt_every", "n_samples", "eval_n"):
+                     "log_every", "sample_every", "ckpt_every", "n_samples", "eval_n", "pac",
+                     "max_nonfinite"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
         for name in ("lr_g", "lr_d"):
@@ -90,19 +131,76 @@ class TrainConfig:
         for name in ("beta1", "beta2", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
                 bad(name, "must be in [0, 1)")
-        for name in ("r1_gamma", "gp_weight", "eval_every"):
+        if self.batch_size % self.pac:
+            bad("pac", f"must divide batch_size ({self.batch_size})")
+        for name in ("r1_gamma", "gp_weight", "eval_every", "instance_noise"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0")
         if not 0 <= self.label_smoothing < 1:
             bad("label_smoothing", "must be in [0, 1)")
         if self.label_smoothing and self.d_loss != "bce":
             bad("label_smoothing", "applies to d_loss=bce only")
+        unknown = set(filter(None, self.diffaug.split(","))) - set(DIFFAUG_POLICIES)
+        if unknown:
+            bad("diffaug", f"policies are comma-separated names from {', '.join(DIFFAUG_POLICIES)}")
+        if self.model not in GAN_MODELS:
+            for name in ("spectral_norm", "mbstd", "diffaug", "instance_noise", "r1_gamma", "gp_weight"):
+                if getattr(self, name):
+                    bad(name, f"is an option of the GAN models ({', '.join(GAN_MODELS)}), not of {self.model}")
+            if self.pac != 1:
+                bad("pac", f"is an option of the GAN models ({', '.join(GAN_MODELS)}), not of {self.model}")
         if self.threads < 0:
             bad("threads", "must be >= 0")
         if not self.mlp_hidden or any(h < 1 for h in self.mlp_hidden):
             bad("mlp_hidden", "must be one or more positive widths")
         if "/" in self.name or self.name in (".", ".."):
             bad("name", "must be a plain folder name")
+        # Other families
+        for name in ("vae_width", "seq_n", "sines_features", "seq_hidden", "seqgan_rollouts"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1")
+        for name in ("seq_len", "seqgan_pretrain_steps", "seqgan_d_pretrain_steps", "vae_beta", "vaegan_gamma"):
+            if not getattr(self, name) >= 0:
+                bad(name, "must be >= 0")
+        if not self.vae_sigma > 0:
+            bad("vae_sigma", "must be > 0")
+        if self.seqgan_vocab < 2:
+            bad("seqgan_vocab", "must be >= 2")
+        for name, choices in (("vae_likelihood", ("auto", *LIKELIHOODS)), ("rgan_out_act", OUTPUT_ACTS),
+                              ("seqgan_discriminator", SEQGAN_DISCRIMINATORS)):
+            if getattr(self, name) not in choices:
+                bad(name, f"must be one of {', '.join(choices)}")
+        sequences = self.dataset == "sines" or self.dataset.endswith(".npy")
+        if self.model in SEQUENCE_MODELS and not sequences:
+            bad("dataset", f"model {self.model} trains on sequences: use sines or a .npy file of shape (N, T, F)")
+        if self.model == "seqgan" and self.dataset != "oracle":
+            bad("dataset", "model seqgan trains on the synthetic oracle task: use oracle")
+        if self.model not in (*SEQUENCE_MODELS, "seqgan") and (sequences or self.dataset == "oracle"):
+            bad("dataset", f"holds sequences, which model {self.model} does not train on: use --model rgan or rvae "
+                           f"(sines, .npy) or seqgan (oracle)")
+        if self.model in ("vae", "vaegan") and self.dataset in TOY_DATASETS:
+            bad("dataset", f"holds 2D points; model {self.model} trains on images (digits or a .fgd file)")
+        if self.model not in GAN_MODELS:
+            for name in ("compile", "sync_bn"):
+                if getattr(self, name):
+                    bad(name, f"is an option of the GAN models ({', '.join(GAN_MODELS)}), not of {self.model}")
+        if self.model in (*SEQUENCE_MODELS, "seqgan") and self.hflip:
+            bad("hflip", f"flips images; model {self.model} trains on sequences")
+        if self.model in ("vae", "vaegan", "rvae"):
+            if self.n_critic != 1:
+                bad("n_critic", f"must be 1 for model {self.model}: it has no discriminator updates to repeat")
+            if self.label_smoothing:
+                bad("label_smoothing", f"is not an option of model {self.model}")
+        if self.model in ("vae", "rvae"):
+            for name, default in (("d_loss", "bce"), ("g_loss", "ns")):
+                if getattr(self, name) != default:
+                    bad(name, f"is not an option of model {self.model}, which has no discriminator")
+        if self.model in ("vaegan", "seqgan") and self.d_loss != "bce":
+            bad("d_loss", f"must be bce for model {self.model}: its losses use D's probability of real")
+        if self.model == "vaegan" and self.g_loss not in ("ns", "saturating"):
+            bad("g_loss", "must be ns or saturating for model vaegan (Larsen et al. 2016's decoder loss)")
+        if self.model == "seqgan" and self.g_loss != "ns":
+            bad("g_loss", "is not an option of model seqgan, whose generator is trained by policy gradient")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

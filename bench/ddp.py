@@ -1,0 +1,128 @@
+"""Data-parallel scaling: training throughput of 1 vs N processes at a fixed per-process batch.
+
+    python -m bench.ddp [--procs 1,2] [--model dcgan] [--batch-size 64] [--steps 30] [--device cpu]
+
+Each process count runs the same training configuration on torch.distributed (gloo on the CPU, nccl on
+CUDA, one GPU per process), one torch thread per process on the CPU. The time of `--steps` training steps
+after `--warmup` steps is taken on every rank (the slowest counts); images/s counts the global batch.
+Scaling efficiency = (images/s with N processes) / (N x images/s with one). Writes
+bench/results/ddp-<device>-<date>.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+
+from bench.system import cpu_model
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, args, out: str) -> None:
+    from fastgan.train import TrainConfig, make_trainer
+    from fastgan.train.distributed import Distributed
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    with Distributed.from_env(args.device) as dist:
+        config = TrainConfig(model=args.model, dataset=args.dataset, resolution=args.resolution,
+                             batch_size=args.batch_size, progress=False, out_dir=out, device=args.device,
+                             ema_decay=0.999)
+        trainer = make_trainer(config, dist)
+        batches = trainer.real_batches()
+        for _ in range(args.warmup):
+            trainer.train_step(batches)
+        _sync(trainer.device, dist)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            trainer.train_step(batches)
+        _sync(trainer.device, dist)
+        elapsed = torch.tensor([time.perf_counter() - start], dtype=torch.float64)
+        if dist.enabled:
+            torch_dist.all_reduce(elapsed, op=torch_dist.ReduceOp.MAX)
+        if dist.is_main:
+            with open(os.path.join(out, "seconds"), "w") as f:
+                f.write(str(elapsed.item()))
+
+
+def _sync(device: torch.device, dist) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    dist.barrier()
+
+
+def run(world_size: int, args) -> float:
+    """Global images per second of `world_size` processes."""
+    with tempfile.TemporaryDirectory() as out:
+        mp.spawn(_worker, args=(world_size, _free_port(), args, out), nprocs=world_size)
+        with open(os.path.join(out, "seconds")) as f:
+            seconds = float(f.read())
+    return args.steps * args.batch_size * world_size / seconds
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--procs", default="1,2", help="comma-separated process counts (default: 1,2)")
+    parser.add_argument("--model", default="dcgan")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--resolution", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=64, help="per process")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, one GPU per process)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process on the CPU")
+    args = parser.parse_args(argv)
+    procs = [int(p) for p in args.procs.split(",")]
+
+    rates = {n: run(n, args) for n in procs}
+    base = rates.get(1)
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_model()
+    rows = []
+    for n, rate in rates.items():
+        eff = f"{rate / (n * base):.2f}" if base else "-"
+        rows.append(f"| {n} | {args.batch_size * n} | {rate:,.0f} | {eff} |")
+        print(f"{n} process(es): {rate:,.0f} img/s, scaling efficiency {eff}")
+
+    date = datetime.date.today().isoformat()
+    command = "python -m bench.ddp " + " ".join(argv if argv is not None else sys.argv[1:])
+    backend = "nccl" if args.device.startswith("cuda") else "gloo"
+    text = "\n".join([
+        f"# Data-parallel scaling, {args.model} on {args.dataset} {args.resolution}px, {backend}",
+        "",
+        f"- date: {date}",
+        f"- device: {device} ({os.cpu_count()} cores visible)",
+        f"- command: `{command.strip()}`",
+        f"- torch {torch.__version__}, python {platform.python_version()}",
+        f"- per-process batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up steps"
+        + (f", {args.threads} torch thread(s) per process" if args.device == "cpu" else ""),
+        "",
+        "| processes | global batch | images/s | scaling efficiency |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ])
+    os.makedirs("bench/results", exist_ok=True)
+    path = f"bench/results/ddp-{args.device.split(':')[0]}-{date}.md"
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""What every model family's trainer shares: networks with their optimizers and loss scalers, the seeded
+random stream, one guarded update per network (gradients averaged across processes, non-finite steps
+skipped), EMA, and a checkpointable state.
+
+A family (GAN, VAE, VAE-GAN, recurrent GAN/VAE, SeqGAN) subclasses BaseTrainer and writes its step as
+plain code: forward passes, losses, and `self.update(name, loss)` per network.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .ema import EMA
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced non-finite losses or gradients for too many consecutive updates."""
+
+
+class BaseTrainer:
+    #: what the family's samples are: "images", "points", "sequences" or "tokens"
+    sample_kind = "images"
+
+    def __init__(self, config: TrainConfig, dist=None):
+        from .distributed import Distributed
+
+        self.config = config
+        self.dist = dist if dist is not None else Distributed.single(config.device)
+        self.device = torch.device(self.dist.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {config.device!r} requested but CUDA is not available")
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        # Every random draw of the loop comes from this generator, whose state is checkpointed. All
+        # processes share its seed and draw the global batch's randomness, each keeping its own slice
+        # (see `slice_for_rank`): a run's result then does not depend on how many processes share it.
+        self.rng = torch.Generator(self.device).manual_seed(config.seed)
+        self.step = 0
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+        self.ema: EMA | None = None
+        self.ema_of: str | None = None
+        # Consecutive skipped updates, per network: a healthy G step does not excuse a broken D.
+        self.nonfinite_in_a_row: dict[str, int] = {}
+        self.skipped_updates = 0
+
+    # -- building -----------------------------------------------------------------------------
+
+    def add_network(self, name: str, module: nn.Module, lr: float | None = None) -> nn.Module:
+        """Register a network (moved to the device, the same on every process); with lr, give it an Adam optimizer."""
+        module = module.to(self.device)
+        if self.dist.world_size > 1:
+            from .distributed import broadcast_parameters
+
+            broadcast_parameters(module, self.dist)
+        self.networks[name] = module
+        if lr is not None:
+            cfg = self.config
+            params = [p for p in module.parameters() if p.requires_grad]
+            self.optimizers[name] = torch.optim.Adam(params, lr, betas=(cfg.beta1, cfg.beta2))
+            self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        return module
+
+    def add_ema(self, name: str) -> None:
+        if self.config.ema_decay > 0:
+            self.ema, self.ema_of = EMA(self.networks[name], self.config.ema_decay), name
+
+    # -- one update ---------------------------------------------------------------------------
+
+    def autocast(self):
+        if self.config.amp is None:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def slice_for_rank(self, global_batch: torch.Tensor) -> torch.Tensor:
+        """This process's share of a batch drawn for all processes (rank r takes rows r, r + W, ...)."""
+        if self.dist.world_size == 1:
+            return global_batch
+        return global_batch[self.dist.rank::self.dist.world_size]
+
+    def update(self, name: str, loss: torch.Tensor) -> bool:
+        """Gradient of `loss` w.r.t. network `name` only, averaged over processes, then its optimizer step.
+
+        Returns False when the step was skipped because the loss or a gradient was not finite.
+        """
+        optimizer, scaler = self.optimizers[name], self.scalers[name]
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward(inputs=params)
+        return self.apply_gradients(name, loss)
+
+    def apply_gradients(self, name: str, loss: torch.Tensor) -> bool:
+        """Average network `name`'s .grad over processes and step its optimizer, unless something is not finite.
+
+        Policy for non-finite values: the update is skipped (with fp16 the loss scale is also lowered, as
+        GradScaler does for overflows), a warning names the step and network, and after
+        config.max_nonfinite skipped updates in a row training stops with NonFiniteError. The check costs one
+        host synchronisation per update. With fp16, overflowing gradients under a finite loss are the loss
+        scaler's normal business and do not count.
+        """
+        optimizer, scaler = self.optimizers[name], self.scalers[name]
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if self.dist.world_size > 1:
+            from .distributed import all_reduce_gradients
+
+            all_reduce_gradients(params, self.dist)
+        ok = torch.isfinite(loss.detach()).all()
+        if not scaler.is_enabled():
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:
+                ok = ok & torch.stack([torch.isfinite(g).all() for g in grads]).all()
+        if self.dist.world_size > 1:
+            from .distributed import all_reduce_flag
+
+            ok = all_reduce_flag(ok, self.dist)
+        if bool(ok):
+            self.nonfinite_in_a_row[name] = 0
+            scaler.step(optimizer)
+            scaler.update()
+            return True
+        in_a_row = self.nonfinite_in_a_row[name] = self.nonfinite_in_a_row.get(name, 0) + 1
+        self.skipped_updates += 1
+        if scaler.is_enabled():
+            scaler.unscale_(optimizer)
+            scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
+        optimizer.zero_grad(set_to_none=True)
+        where = f"step {self.step + 1}: {name}"
+        if in_a_row >= self.config.max_nonfinite:
+            raise NonFiniteError(
+                f"{where}: non-finite loss or gradients in {in_a_row} updates in a row; training "
+                f"stopped (the last checkpoint is intact). Try a lower learning rate, --amp bf16, or a penalty "
+                f"such as --r1-gamma")
+        warnings.warn(f"{where}: non-finite loss or gradients; update skipped "
+                      f"({in_a_row} in a row, stop at {self.config.max_nonfinite})", stacklevel=2)
+        return False
+
+    def end_step(self) -> None:
+        if self.ema is not None:
+            self.ema.update(self.networks[self.ema_of])
+        self.step += 1
+
+    # -- what a family provides ---------------------------------------------------------------
+
+    def real_batches(self):
+        """Endless batches of real data for this process, resuming where the checkpoint left off."""
+        raise NotImplementedError
+
+    def train_step(self, batches) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def sampler(self) -> nn.Module:
+        """The module that turns noise into samples (the EMA copy when there is one)."""
+        raise NotImplementedError
+
+    def write_samples(self, run_dir: Path) -> None:
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        raise NotImplementedError(f"no evaluation during training for model {self.config.model!r}")
+
+    #: samples each train_step consumes (for the images/s column of the log)
+    def samples_per_step(self) -> int:
+        return self.config.batch_size * self.dist.world_size
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        rng = {"cpu": torch.get_rng_state(), "loop": self.rng.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "data_shape": list(self.data_shape),
+            "networks": {name: net.state_dict() for name, net in self.networks.items()},
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
+            "rng": rng,
+            **self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        from .checkpoint import CheckpointError
+
+        if list(state["data_shape"]) != list(self.data_shape):
+            raise CheckpointError(
+                f"checkpoint was trained on data of shape {state['data_shape']}, this run has {list(self.data_shape)}")
+        for kind, mine in (("networks", self.networks), ("optimizers", self.optimizers), ("scalers", self.scalers)):
+            if set(state[kind]) != set(mine):
+                raise CheckpointError(f"checkpoint {kind} are {sorted(state[kind])}; this run has {sorted(mine)}")
+            for name, obj in mine.items():
+                obj.load_state_dict(state[kind][name])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        self.rng.set_state(state["rng"]["loop"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.step = state["step"]
+        if self.ema is not None:
+            self.ema.num_updates = self.step
+        self.load_extra_state(state)

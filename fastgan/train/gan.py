@@ -1,0 +1,215 @@
+"""The GAN family (MLP GAN, DCGAN): alternating D and G updates with the stability toolkit."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import losses
+from ..data import ArrayDataset, Loader, load_image_dataset, load_toy
+from ..data.toy import TOY_DATASETS, ToyMixture
+from ..models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from ..nn import diff_augment, instance_noise, instance_noise_std
+from .base import BaseTrainer
+from .config import TrainConfig
+from .samples import save_image_grid, save_scatter
+
+SAMPLES = "samples.png"
+
+
+def build_models(config: TrainConfig, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    """G and D for data of shape (C, H, W) or (2,) (points in the plane)."""
+    d_options = dict(spectral_norm=config.spectral_norm, mbstd=config.mbstd, pac=config.pac)
+    if len(data_shape) == 1:
+        if config.model != "mlp":
+            raise ValueError(f"dataset {config.dataset!r} holds points, not images: use --model mlp")
+        g = MLPGenerator(config.z_dim, config.mlp_hidden, data_shape, out_act="linear")
+        return g, MLPDiscriminator(data_shape, config.mlp_hidden, **d_options)
+    if config.model == "mlp":
+        return (MLPGenerator(config.z_dim, config.mlp_hidden, data_shape),
+                MLPDiscriminator(data_shape, config.mlp_hidden, **d_options))
+    c, h, w = data_shape
+    if h != w:
+        raise ValueError(f"DCGAN needs square images; the dataset has {h}x{w}")
+    return DCGANGenerator(config.z_dim, h, c, config.g_width), DCGANDiscriminator(h, c, config.d_width, **d_options)
+
+
+def open_image_data(config: TrainConfig):
+    """(dataset for the Loader, shape of one image) for a built-in image dataset or a .fgd file."""
+    if config.dataset.endswith(".fgd"):
+        from ..data import PackedDataset
+
+        ds = PackedDataset(config.dataset)
+    else:
+        ds = ArrayDataset(*load_image_dataset(config.dataset, config.resolution))
+    return ds, tuple(ds.shape)
+
+
+class GANTrainer(BaseTrainer):
+    """n_critic D updates, then one G update; EMA of G; R1 / WGAN-GP; DiffAugment, instance noise, PacGAN,
+    spectral norm and minibatch std on D."""
+
+    def __init__(self, config: TrainConfig, dist=None):
+        super().__init__(config, dist)
+        if config.dataset in TOY_DATASETS:
+            self.data, self.data_shape = load_toy(config.dataset), (2,)
+        else:
+            self.data, self.data_shape = open_image_data(config)
+        self.is_toy = isinstance(self.data, ToyMixture)
+        self.sample_kind = "points" if self.is_toy else "images"
+
+        torch.manual_seed(config.seed)
+        g, d = build_models(config, self.data_shape)
+        if config.sync_bn and self.dist.world_size > 1:
+            if self.device.type != "cuda":
+                raise ValueError("sync_bn: torch's SyncBatchNorm synchronises CUDA tensors only; this run is on "
+                                 f"{self.device}")
+            from .distributed import convert_sync_batchnorm
+
+            g, d = convert_sync_batchnorm(g), convert_sync_batchnorm(d)
+        self.generator = self.add_network("generator", g, config.lr_g)
+        self.discriminator = self.add_network("discriminator", d, config.lr_d)
+        self.add_ema("generator")
+        # Compiled callables share parameters with the eager modules; the eager D serves R1 and
+        # WGAN-GP, whose double backward torch.compile does not support.
+        self.g_fwd = torch.compile(self.generator) if config.compile else self.generator
+        self.d_fwd = torch.compile(self.discriminator) if config.compile else self.discriminator
+        self.fixed_z = torch.randn(config.n_samples, config.z_dim,
+                                   generator=torch.Generator().manual_seed(config.seed + 1)).to(self.device)
+        self.batches_seen = 0
+        if not self.is_toy:
+            self.loader = Loader(self.data, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
+                                 hflip=config.hflip, device=self.device, rank=self.dist.rank,
+                                 world_size=self.dist.world_size)
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def real_batches(self):
+        """Endless real batches, resuming at batch number self.batches_seen."""
+        if self.is_toy:
+            while True:
+                batch = self.data.sample(self.config.batch_size * self.dist.world_size, self.rng)
+                yield self.slice_for_rank(batch)
+        epoch, skip = divmod(self.batches_seen, len(self.loader))
+        while True:
+            self.loader.set_epoch(epoch)
+            for i, (images, _) in enumerate(self.loader):
+                if i >= skip:
+                    yield images
+            skip, epoch = 0, epoch + 1
+
+    def _noise(self) -> torch.Tensor:
+        cfg = self.config
+        z = torch.randn(cfg.batch_size * self.dist.world_size, cfg.z_dim, generator=self.rng, device=self.device)
+        return self.slice_for_rank(z)
+
+    def _d_input(self, x: torch.Tensor, std: float) -> torch.Tensor:
+        """What D sees of a real or fake batch: augmented and noised the same way for both."""
+        if self.config.diffaug:
+            x = diff_augment(x, self.config.diffaug, generator=self.rng)
+        if std > 0:
+            x = instance_noise(x, std, generator=self.rng)
+        return x
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def train_step(self, batches) -> dict[str, torch.Tensor]:
+        """n_critic D updates, then one G update on the last D update's fake batch."""
+        cfg = self.config
+        r1_now = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
+        std = instance_noise_std(self.step, cfg.steps, cfg.instance_noise) if cfg.instance_noise else 0.0
+        for i in range(cfg.n_critic):
+            real = next(batches)
+            self.batches_seen += 1
+            last = i == cfg.n_critic - 1
+            with self.autocast(), (contextlib.nullcontext() if last else torch.no_grad()):
+                fake = self.g_fwd(self._noise())
+            d_stats = self._d_update(real, fake.detach(), r1_now and i == 0, std)
+        g_stats = self._g_update(fake, std)
+        self.end_step()
+        return {**d_stats, **g_stats}
+
+    def _d_update(self, real, fake, with_r1: bool, std: float) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        real, fake = self._d_input(real, std), self._d_input(fake, std)
+        if with_r1:
+            # R1 differentiates D at exactly what D judged (the augmented real batch), as in DiffAugment's code.
+            real = real.detach().requires_grad_(True)
+        with self.autocast():
+            real_logits = (self.discriminator if with_r1 else self.d_fwd)(real)
+            fake_logits = self.d_fwd(fake)
+        loss = losses.d_loss(real_logits.float(), fake_logits.float(), cfg.d_loss, cfg.label_smoothing)
+        stats = {"d_loss": loss.detach(), "real_logit": real_logits.detach().float().mean(),
+                 "fake_logit": fake_logits.detach().float().mean()}
+        if with_r1:
+            r1 = losses.r1_penalty(real_logits, real)
+            loss = loss + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
+            stats["r1"] = r1.detach()
+        if cfg.gp_weight > 0:
+            with self.autocast():
+                gp = losses.gradient_penalty(self.discriminator, real.detach(), fake, generator=self.rng)
+            loss = loss + cfg.gp_weight * gp
+            stats["gp"] = gp.detach()
+        self.update("discriminator", loss)
+        return stats
+
+    def _g_update(self, fake, std: float) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            fake_logits = self.d_fwd(self._d_input(fake, std))
+        loss = losses.g_loss(fake_logits.float(), self.config.g_loss)
+        # Only G's gradients are wanted; D's parameters keep requires_grad (no toggling in compiled code).
+        self.update("generator", loss)
+        return {"g_loss": loss.detach()}
+
+    # -- outputs ------------------------------------------------------------------------------
+
+    def samples_per_step(self) -> int:
+        return self.config.batch_size * self.config.n_critic * self.dist.world_size
+
+    def sampler(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.generator
+
+    @torch.no_grad()
+    def write_samples(self, run_dir: Path) -> None:
+        g = self.sampler()
+        was_training = g.training
+        g.eval()
+        if self.is_toy:
+            z = torch.randn(2000, self.config.z_dim, generator=torch.Generator().manual_seed(self.config.seed + 2))
+            save_scatter(g(z.to(self.device)), run_dir / SAMPLES, self.data.centers)
+        else:
+            images = g(self.fixed_z)
+            save_image_grid(images, run_dir / SAMPLES)
+            (run_dir / "samples").mkdir(exist_ok=True)
+            save_image_grid(images, run_dir / "samples" / f"step{self.step:07d}.png")
+        g.train(was_training)
+
+    def evaluate(self) -> dict[str, float]:
+        """The default metrics of the sampling generator on config.eval_n samples (fastgan.metrics)."""
+        from ..metrics import evaluate_generator
+
+        cfg = self.config
+        g = self.sampler()
+        was_training = g.training
+        try:
+            return evaluate_generator(g, cfg.dataset, cfg.resolution, cfg.z_dim, n=cfg.eval_n,
+                                      device=self.device, seed=cfg.seed)
+        finally:
+            g.train(was_training)
+
+    def extra_state(self) -> dict:
+        return {"batches_seen": self.batches_seen}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.batches_seen = state["batches_seen"]
+
+    @staticmethod
+    def sampler_from(networks: dict[str, nn.Module]) -> nn.Module:
+        return networks["generator"]
+
+    @staticmethod
+    def build_networks(config: TrainConfig, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+        g, d = build_models(config, data_shape)
+        return {"generator": g, "discriminator": d}
