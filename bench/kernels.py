@@ -1,30 +1,177 @@
-"""Kernel microbenchmarks: fastgan's fused ops vs eager PyTorch vs torch.compile of the reference, fwd + bwd.
+"""Kernel microbenchmarks: fastgan's fused ops vs eager PyTorch vs torch.compile of the reference.
 
-    python -m bench.kernels
+    python -m bench.kernels [--threads 1] [--out bench/results]
 
-Times with CUDA events (median of repeats after warm-up), reports effective GB/s (bytes the fused
-op must read and write) and the ratio to eager, and writes bench/results/kernels-<device>-<date>.md
-with the device, date, versions and this command. Without CUDA there is nothing to time (the Triton
-interpreter is not a performance target): it says so and exits 0.
+For each op (bce_with_logits, d_loss, g_loss, bias_act, batch_norm_act) and size it times the forward
+and the forward + backward of three implementations of the same computation:
+
+  fastgan  the fastgan op through the PyTorch dispatcher: the Triton kernel on CUDA (above the op's
+           size threshold), the PyTorch reference on the CPU;
+  eager    the same maths as plain torch.nn.functional calls;
+  compile  torch.compile (inductor, default settings) of the function in fastgan.reference.
+
+The device picks the mode. On CUDA: CUDA events, median of 20 runs after 3 warm-up runs, sizes from
+256 logits to 256 MB activations, float32 and float16. On the CPU: torch.utils.benchmark's
+blocked_autorange, median, float32, sizes up to 16 MB, on --threads threads (default 1: steadier
+numbers on a shared machine). Before timing, every row checks that the three implementations agree.
+
+Effective GB/s is the number of bytes the computation must move divided by fastgan's time (see
+BYTES_PER_ELEMENT); eager/fastgan and compile/fastgan above 1 mean fastgan is faster. The table goes to
+stdout and to bench/results/kernels-<device>-<date>.md with the device, date, versions, fastgan's
+backend and this command.
 """
 from __future__ import annotations
 
+import argparse
 import datetime
+import functools
+import importlib.metadata
+import os
 import pathlib
+import platform
 import re
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+import torch.utils.benchmark as benchmark
 
-from fastgan import losses, ops, reference
+from bench.system import cpu_model
+from fastgan import functional, losses, ops, reference
+from fastgan.backend import backend
 
 COMMAND = "python -m bench.kernels"
-LOSS_SIZES = [256, 1 << 12, 1 << 16, 1 << 20, 1 << 24, 1 << 26]
-EPILOGUE_SHAPES = [(128, 512, 4, 4), (128, 256, 8, 8), (128, 128, 16, 16), (128, 64, 32, 32), (256, 64, 64, 64)]
+IMPLS = ("fastgan", "eager", "compile")
+PASSES = ("fwd", "fwd+bwd")
+
+# Logit counts for the losses (the D loss splits them evenly into real and fake) and activation shapes
+# for the epilogues, per device: a DCGAN batch of D logits up to 256 MB (CUDA) or 16 MB (CPU) of float32.
+CUDA_LOSS_SIZES = [256, 1 << 12, 1 << 16, 1 << 20, 1 << 24, 1 << 26]
+CUDA_EPILOGUE_SHAPES = [(128, 512, 4, 4), (128, 256, 8, 8), (128, 128, 16, 16), (128, 64, 32, 32), (256, 64, 64, 64)]
+CUDA_DTYPES = (torch.float32, torch.float16)
+CPU_LOSS_SIZES = [256, 1 << 12, 1 << 16, 1 << 20]
+CPU_EPILOGUE_SHAPES = [(64, 256, 4, 4), (64, 128, 8, 8), (64, 64, 16, 16), (64, 64, 32, 32)]
+CPU_DTYPES = (torch.float32,)
+CPU_MIN_RUN_TIME_S = 0.2
+
+# Bytes that must move, in elements of the op's main tensor (the logits, or the activation x). A pass
+# that needs a whole reduction before it can go on re-reads its input (batch norm's statistics before
+# normalising, the backward's sums before dx); a backward reads what its formula needs and writes dx.
+#   bce:        fwd reads x, t; bwd reads x, t, writes dx
+#   d/g loss:   fwd reads the logits; bwd reads them, writes dx
+#   bias_act:   fwd reads x, writes y; bwd reads dy, y, writes dx
+#   batch norm: fwd reads x twice, writes y; bwd reads x, dy twice, writes dx
+BYTES_PER_ELEMENT = {
+    "bce_with_logits": {"fwd": 2, "fwd+bwd": 5},
+    "d_loss": {"fwd": 1, "fwd+bwd": 3},
+    "g_loss": {"fwd": 1, "fwd+bwd": 3},
+    "bias_act": {"fwd": 2, "fwd+bwd": 5},
+    "batch_norm_act": {"fwd": 3, "fwd+bwd": 8},
+}
+AGREE_TOL = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float16: dict(rtol=1e-2, atol=1e-2)}
 
 
-def _time_ms(fn, repeats: int = 20) -> float:
+@dataclass
+class Case:
+    """One row group: an op at one size, its inputs and the three implementations (each f(*inputs))."""
+
+    op: str
+    label: str
+    size: str
+    inputs: tuple[torch.Tensor, ...]
+    impls: dict[str, Callable[..., torch.Tensor]]
+    numel: int
+    element_size: int
+
+    def bytes(self, pass_: str) -> int:
+        return BYTES_PER_ELEMENT[self.op][pass_] * self.numel * self.element_size
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+
+
+def _eager_d_loss(real, fake):
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def _eager_g_loss(fake):
+    return F.softplus(-fake).mean()
+
+
+def _eager_bias_act(x, b):
+    return F.leaky_relu(x + b[:, None, None], 0.2)
+
+
+def loss_cases(device: str, sizes: list[int], compiled: dict[str, Callable]) -> list[Case]:
+    cases = []
+    for n in sizes:
+        logits = torch.randn(n, device=device, requires_grad=True)
+        targets = torch.rand(n, device=device)
+        real = torch.randn(n // 2, device=device, requires_grad=True)
+        fake = torch.randn(n - n // 2, device=device, requires_grad=True)
+        common = dict(size=str(n), numel=n, element_size=logits.element_size())
+        cases += [
+            Case("bce_with_logits", "bce_with_logits fp32", inputs=(logits, targets), impls={
+                "fastgan": functional.binary_cross_entropy_with_logits,
+                "eager": F.binary_cross_entropy_with_logits,
+                "compile": compiled["bce_with_logits"]}, **common),
+            Case("d_loss", "d_loss bce fp32", inputs=(real, fake), impls={
+                "fastgan": losses.d_loss, "eager": _eager_d_loss, "compile": compiled["d_loss"]}, **common),
+            Case("g_loss", "g_loss ns fp32", inputs=(logits,), impls={
+                "fastgan": losses.g_loss, "eager": _eager_g_loss, "compile": compiled["g_loss"]}, **common),
+        ]
+    return cases
+
+
+def epilogue_cases(device: str, shapes: list[tuple[int, ...]], dtypes, compiled: dict[str, Callable]) -> list[Case]:
+    cases = []
+    for shape in shapes:
+        for dtype in dtypes:
+            x = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
+            b = torch.randn(shape[1], device=device, dtype=dtype, requires_grad=True)
+            w = torch.ones(shape[1], device=device, requires_grad=True)
+            bn_b = b.detach().float().requires_grad_()
+            # Each implementation updates its own running statistics.
+            stats = {impl: (torch.zeros(shape[1], device=device), torch.ones(shape[1], device=device)) for impl in IMPLS}
+            common = dict(size="x".join(map(str, shape)), numel=x.numel(), element_size=x.element_size())
+            cases += [
+                Case("bias_act", f"bias_act lrelu {_dtype_name(dtype)}", inputs=(x, b), impls={
+                    "fastgan": ops.bias_act, "eager": _eager_bias_act, "compile": compiled["bias_act"]}, **common),
+                Case("batch_norm_act", f"batch_norm_act relu {_dtype_name(dtype)}", inputs=(x, w, bn_b), impls={
+                    "fastgan": lambda x, w, b, s=stats["fastgan"]: ops.batch_norm_act(x, w, b, *s, True),
+                    "eager": lambda x, w, b, s=stats["eager"]: F.relu(F.batch_norm(x, *s, w, b, True)),
+                    "compile": lambda x, w, b, s=stats["compile"]: compiled["batch_norm_act"](x, w, b, *s, True)},
+                     **common),
+            ]
+    return cases
+
+
+def _forward(f, inputs):
+    return lambda: f(*inputs)
+
+
+def _forward_backward(f, inputs):
+    wanted = [t for t in inputs if t.requires_grad]
+
+    def run():
+        out = f(*inputs)
+        torch.autograd.grad(out, wanted, torch.ones_like(out))
+    return run
+
+
+def check_agreement(case: Case) -> None:
+    """Runs each implementation once (compiling where needed) and checks their outputs agree."""
+    outputs = {impl: f(*case.inputs).detach().float() for impl, f in case.impls.items()}
+    dtype = case.inputs[0].dtype
+    for impl in ("eager", "compile"):
+        torch.testing.assert_close(outputs[impl], outputs["fastgan"], **AGREE_TOL[dtype],
+                                   msg=lambda m: f"{case.label} {case.size}: {impl} disagrees with fastgan: {m}")
+
+
+def cuda_seconds(fn: Callable[[], None], repeats: int = 20) -> float:
     for _ in range(3):
         fn()
     times = []
@@ -34,67 +181,95 @@ def _time_ms(fn, repeats: int = 20) -> float:
         fn()
         end.record()
         torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append(start.elapsed_time(end) / 1e3)
     return sorted(times)[len(times) // 2]
 
 
-def _fwd_bwd(f, *inputs):
-    def run():
-        out = f(*inputs)
-        torch.autograd.grad(out, [t for t in inputs if t.requires_grad], torch.ones_like(out))
-    return run
+def cpu_seconds(fn: Callable[[], None], threads: int) -> float:
+    fn()  # the first backward of a compiled function compiles its backward graph
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    return timer.blocked_autorange(min_run_time=CPU_MIN_RUN_TIME_S).median
 
 
-def _row(name, size, nbytes, fused, eager, compiled):
-    t = [_time_ms(fused), _time_ms(eager), _time_ms(compiled)]
-    gbs = nbytes / t[0] / 1e6
-    return f"| {name} | {size} | {t[0]:.3f} | {t[1]:.3f} | {t[2]:.3f} | {gbs:.0f} | {t[1] / t[0]:.2f} | {t[2] / t[0]:.2f} |"
+def rows_for(case: Case, seconds: Callable[[Callable[[], None]], float]) -> list[str]:
+    check_agreement(case)
+    rows = []
+    for pass_, make in zip(PASSES, (_forward, _forward_backward)):
+        t = {impl: seconds(make(f, case.inputs)) for impl, f in case.impls.items()}
+        gbs = case.bytes(pass_) / t["fastgan"] / 1e9
+        rows.append(f"| {case.label} | {case.size} | {pass_} | {t['fastgan'] * 1e6:.1f} | {t['eager'] * 1e6:.1f} | "
+                    f"{t['compile'] * 1e6:.1f} | {gbs:.2f} | {t['eager'] / t['fastgan']:.2f} | "
+                    f"{t['compile'] / t['fastgan']:.2f} |")
+        print(rows[-1], file=sys.stderr, flush=True)
+    return rows
 
 
-def _eager_d_loss(r, f):
-    return F.softplus(-r).mean() + F.softplus(f).mean()
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
-def main() -> int:
-    if not torch.cuda.is_available():
-        print("bench.kernels: no CUDA device; the Triton kernels only run on a GPU, nothing to time.")
-        return 0
-    import triton
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for the CPU mode (default: 1)")
+    p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"), help="results folder")
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error(f"--threads must be at least 1; got {args.threads}")
 
-    dev = torch.cuda.get_device_name()
-    rows = ["| op | size | fastgan ms | eager ms | compile ms | fastgan GB/s | eager/fastgan | compile/fastgan |",
-            "|---|---|---|---|---|---|---|---|"]
-    ref_d = torch.compile(reference.d_loss)
-    for n in LOSS_SIZES:
-        r = torch.randn(n // 2, device="cuda", requires_grad=True)
-        f = torch.randn(n // 2, device="cuda", requires_grad=True)
-        # read logits, write float32 gradients, read them back and write dx: 4 + 4 + 4 + 4 bytes each
-        rows.append(_row("d_loss bce fp32", n, 16 * n, _fwd_bwd(losses.d_loss, r, f), _fwd_bwd(_eager_d_loss, r, f),
-                         _fwd_bwd(ref_d, r, f)))
-    ref_ba = torch.compile(reference.bias_act)
-    ref_bn = torch.compile(reference.batch_norm_act)
-    for shape in EPILOGUE_SHAPES:
-        for dtype in (torch.float32, torch.float16):
-            x = torch.randn(shape, device="cuda", dtype=dtype, requires_grad=True)
-            b = torch.randn(shape[1], device="cuda", dtype=dtype, requires_grad=True)
-            e = x.element_size() * x.numel()
-            rows.append(_row(f"bias_act lrelu {str(dtype)[6:]}", "x".join(map(str, shape)), 4 * e,
-                             _fwd_bwd(ops.bias_act, x, b),
-                             _fwd_bwd(lambda x, b: F.leaky_relu(x + b[:, None, None], 0.2), x, b),
-                             _fwd_bwd(ref_ba, x, b)))
-            w = torch.ones(shape[1], device="cuda", requires_grad=True)
-            rm, rv = torch.zeros(shape[1], device="cuda"), torch.ones(shape[1], device="cuda")
-            rows.append(_row(f"batch_norm_act relu {str(dtype)[6:]}", "x".join(map(str, shape)), 7 * e,
-                             _fwd_bwd(lambda x, w, b: ops.batch_norm_act(x, w, b, rm, rv, True), x, w, b.float()),
-                             _fwd_bwd(lambda x, w, b: F.relu(F.batch_norm(x, rm, rv, w, b, True)), x, w, b.float()),
-                             _fwd_bwd(lambda x, w, b: ref_bn(x, w, b, rm, rv, True), x, w, b.float())))
+    on_cuda = torch.cuda.is_available()
+    if not on_cuda and backend() == "triton" and os.environ.get("TRITON_INTERPRET") == "1":
+        print("bench.kernels: FASTGAN_BACKEND=triton with TRITON_INTERPRET=1 would time Triton's interpreter, "
+              "which is a test tool, not a performance target; unset them to benchmark the CPU path.", file=sys.stderr)
+        return 2
+    compiled = {name: torch.compile(getattr(reference, name))
+                for name in ("bce_with_logits", "d_loss", "g_loss", "bias_act", "batch_norm_act")}
+    if on_cuda:
+        device, slug = torch.cuda.get_device_name(), None
+        cases = loss_cases("cuda", CUDA_LOSS_SIZES, compiled) + epilogue_cases("cuda", CUDA_EPILOGUE_SHAPES,
+                                                                                CUDA_DTYPES, compiled)
+        seconds, timing = cuda_seconds, "CUDA events, median of 20 runs after 3 warm-up runs"
+    else:
+        torch.set_num_threads(args.threads)
+        device, slug = f"{cpu_model()} ({args.threads} thread{'s' if args.threads > 1 else ''})", "cpu"
+        cases = loss_cases("cpu", CPU_LOSS_SIZES, compiled) + epilogue_cases("cpu", CPU_EPILOGUE_SHAPES,
+                                                                              CPU_DTYPES, compiled)
+        seconds = functools.partial(cpu_seconds, threads=args.threads)
+        timing = (f"torch.utils.benchmark blocked_autorange (at least {CPU_MIN_RUN_TIME_S} s per measurement), "
+                  f"median; torch.set_num_threads({args.threads}) (one thread gives steadier numbers on a shared "
+                  f"machine); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when it started")
+
+    rows = ["| op | size | pass | fastgan µs | eager µs | compile µs | fastgan GB/s | eager/fastgan | compile/fastgan |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for case in cases:
+        rows += rows_for(case, seconds)
+
     date = datetime.date.today().isoformat()
-    header = [f"# fastgan kernels on {dev}", "", f"- date: {date}", f"- torch {torch.__version__}, triton {triton.__version__}",
-              f"- command: `{COMMAND}`", "- times: median of 20 fwd+bwd runs (CUDA events)", ""]
+    command = " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)])
+    header = [
+        f"# fastgan kernels on {device}",
+        "",
+        f"- date: {date}",
+        f"- torch {torch.__version__}, triton {_version('triton')}, python {platform.python_version()}, "
+        f"fastgan backend: {backend()}",
+        f"- command: `{command}`",
+        f"- timing: {timing}",
+        "- fastgan: the op through the dispatcher"
+        + ("" if on_cuda else ", which on the CPU runs the PyTorch reference (the Triton kernels need a GPU): "
+           "these rows measure the reference and the op's dispatch, not the kernels"),
+        "- eager: plain torch.nn.functional; compile: torch.compile (inductor, default settings) of fastgan.reference",
+        "- fwd: the forward with autograd recording (as in training); fwd+bwd: the forward and the gradients of "
+        "every input that requires them",
+        "- fastgan GB/s: bytes the computation must move / fastgan's time (definitions in bench/kernels.py); "
+        "ratios above 1 mean fastgan is faster",
+        "",
+    ]
     text = "\n".join(header + rows) + "\n"
     print(text)
-    out = pathlib.Path(__file__).parent / "results" / f"kernels-{re.sub(r'[^A-Za-z0-9]+', '-', dev).strip('-')}-{date}.md"
-    out.parent.mkdir(exist_ok=True)
+    out = pathlib.Path(args.out) / f"kernels-{slug or re.sub(r'[^A-Za-z0-9]+', '-', device).strip('-')}-{date}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".md.tmp")
     tmp.write_text(text)
     tmp.replace(out)

@@ -45,25 +45,46 @@ def _sum_except(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- bias_act
 
+# aten's own activation backward ops: one pass each (a chain of torch.where / comparisons costs several,
+# and is slow on CPU), with derivative formulas of their own, so a create_graph backward stays differentiable.
+
+def _act_backward_from_output(dy: torch.Tensor, a: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
+    """dy * act'(z) given the activation's output a = act(z)."""
+    if act == "linear":
+        return dy
+    if act == "relu":
+        return torch.ops.aten.threshold_backward(dy, a, 0.0)
+    if act == "lrelu":
+        return torch.ops.aten.leaky_relu_backward(dy, a, alpha, True)
+    if act == "tanh":
+        return torch.ops.aten.tanh_backward(dy, a)
+    return torch.ops.aten.sigmoid_backward(dy, a)
+
+
+def _act_backward_from_input(dy: torch.Tensor, z: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
+    """dy * act'(z) given the activation's input z."""
+    if act == "linear":
+        return dy
+    if act == "relu":
+        return torch.ops.aten.threshold_backward(dy, z, 0.0)
+    if act == "lrelu":
+        return torch.ops.aten.leaky_relu_backward(dy, z, alpha, False)
+    return _act_backward_from_output(dy, torch.tanh(z) if act == "tanh" else torch.sigmoid(z), act, alpha)
+
+
 def _bias_act_grad_from_output(dy: torch.Tensor, y: torch.Tensor, act: str, alpha: float, gain: float,
                                clamp: float | None) -> torch.Tensor:
     """dx of bias_act from dy and the output y, in differentiable torch ops (the kernel's reference)."""
-    a = y.float() / gain
-    if act == "linear":
-        g = torch.ones_like(a)
-    elif act == "relu":
-        g = (a > 0).float()
-    elif act == "lrelu":
-        g = torch.where(a > 0, 1.0, alpha)
-    elif act == "tanh":
-        g = 1 - a * a
-    else:
-        g = a * (1 - a)
-    g = g * gain
+    a, g = y.float(), dy.float()
+    if gain != 1:
+        a, g = a / gain, g * gain
+    dx = _act_backward_from_output(g, a, act, alpha)
     if clamp is not None:
-        # A clamped output passes no gradient.
-        g = torch.where(y.abs() < clamp, g, 0.0)
-    return (dy.float() * g).to(y.dtype)
+        # A clamped output passes no gradient. The comparison runs in y's dtype (a Python scalar does
+        # not widen a tensor), so a float16 y clamped at 0.9 and stored as 0.89990234 counts as clamped;
+        # aten.hardtanh_backward would compare in float32 and pass it.
+        dx = torch.where(y.abs() < clamp, dx, 0.0)
+    return dx.to(y.dtype)
 
 
 @torch.library.custom_op("fastgan::bias_act", mutates_args=(), device_types=("cpu", "cuda"))
@@ -119,8 +140,9 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "lrelu",
 
     Same values as fastgan.reference.bias_act; one read of x and one write of y. The backward
     recomputes the activation's derivative from y, so gain must be positive and lrelu's alpha
-    non-negative. clamp=None or a negative clamp means no clamping. A non-contiguous x is copied to a
-    contiguous one first.
+    non-negative, and an output at +-clamp passes no gradient (torch.clamp's backward passes it: from y
+    alone a value at the clamp cannot be told from a clamped one). clamp=None or a negative clamp means
+    no clamping. A non-contiguous x is copied to a contiguous one first.
     """
     spec = reference.activation_spec(act)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -145,19 +167,6 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "lrelu",
 
 def _reduce_dims(x: torch.Tensor) -> list[int]:
     return [0] + list(range(2, x.ndim))
-
-
-def _activation_grad_from_input(z: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
-    if act == "linear":
-        return torch.ones_like(z)
-    if act == "relu":
-        return (z > 0).float()
-    if act == "lrelu":
-        return torch.where(z > 0, 1.0, alpha)
-    if act == "tanh":
-        return 1 - torch.tanh(z).square()
-    s = torch.sigmoid(z)
-    return s * (1 - s)
 
 
 def _batch_norm_act_vjp(dy, x, weight, bias, mean, rstd, training, eps, act, alpha, needs, create_graph):
@@ -197,7 +206,9 @@ def _batch_norm_act_op(x: torch.Tensor, weight: torch.Tensor | None, bias: torch
             return _kernels("batch_norm_act").forward_train(x, weight, bias, eps, act, alpha)
         xf = x.float()
         mean = xf.mean(_reduce_dims(x))
-        var = xf.var(_reduce_dims(x), unbiased=False)
+        # Two passes over the centred values: as exact as Welford's var(), which is several times slower
+        # on the CPU when reducing over the non-adjacent dimensions N and H, W.
+        var = (xf - mean.reshape([1, -1] + [1] * (x.ndim - 2))).square_().mean(_reduce_dims(x))
     else:
         mean, var = mean.float().clone(), var.float().clone()
     rstd = torch.rsqrt(var + eps)
@@ -230,7 +241,7 @@ def _batch_norm_act_backward_op(dy: torch.Tensor, x: torch.Tensor, weight: torch
     z = xhat * w.reshape(shape)
     if bias is not None:
         z = z + bias.float().reshape(shape)
-    dz = dy.float() * _activation_grad_from_input(z, act, alpha)
+    dz = _act_backward_from_input(dy.float(), z, act, alpha)
     dbias, dweight = dz.sum(_reduce_dims(x)), (dz * xhat).sum(_reduce_dims(x))
     if training:
         # The batch statistics depend on x: subtract the projections onto 1 and xhat.

@@ -21,12 +21,19 @@ MERGE_BLOCK = 256
 
 
 @triton.jit
-def _stats_kernel(x_ptr, count_ptr, mean_ptr, m2_ptr, hw, channels, per_channel, n_blocks, BLOCK: tl.constexpr):
+def _channel_block(hw, channels, per_channel, BLOCK: tl.constexpr):
+    """(channel, block index, flat offsets, mask) of this program: grid axis 0 is the channel, axis 1 the
+    block of that channel's N * hw values in a contiguous (N, C, *) tensor."""
     c = tl.program_id(0)
     blk = tl.program_id(1)
     j = blk.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = j < per_channel
     offs = (j // hw) * channels * hw + c * hw + j % hw
+    return c, blk, offs, j < per_channel
+
+
+@triton.jit
+def _stats_kernel(x_ptr, count_ptr, mean_ptr, m2_ptr, hw, channels, per_channel, n_blocks, BLOCK: tl.constexpr):
+    c, blk, offs, mask = _channel_block(hw, channels, per_channel, BLOCK)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     cnt = tl.sum(mask.to(tl.float32), axis=0)
     m = tl.sum(x, axis=0) / cnt
@@ -72,12 +79,23 @@ def _merge_kernel(count_ptr, pmean_ptr, m2_ptr, weight_ptr, bias_ptr, mean_ptr, 
 
 
 @triton.jit
-def _grad_terms(x_ptr, dy_ptr, offs, mask, mean, rstd, w, b, ACT: tl.constexpr, alpha):
+def _grad_terms(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, hw, channels, per_channel, alpha,
+                HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, BLOCK: tl.constexpr):
+    """What both backward passes start from: this program's block of dz = dy * act'(z) (zero outside the
+    mask) and xhat, with its channel, block index, offsets, mask, weight and rstd."""
+    c, blk, offs, mask = _channel_block(hw, channels, per_channel, BLOCK)
+    w = 1.0
+    if HAS_WEIGHT:
+        w = tl.load(weight_ptr + c).to(tl.float32)
+    b = 0.0
+    if HAS_BIAS:
+        b = tl.load(bias_ptr + c).to(tl.float32)
+    rstd = tl.load(rstd_ptr + c)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    xhat = (x - mean) * rstd
+    xhat = (x - tl.load(mean_ptr + c)) * rstd
     dz = dy * _ba.activation_grad_from_input(xhat * w + b, ACT, alpha)
-    return tl.where(mask, dz, 0.0), xhat
+    return tl.where(mask, dz, 0.0), xhat, c, blk, offs, mask, w, rstd
 
 
 @triton.jit
@@ -85,18 +103,8 @@ def _backward_reduce_kernel(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_
                             hw, channels, per_channel, n_blocks, alpha,
                             HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
                             BLOCK: tl.constexpr):
-    c = tl.program_id(0)
-    blk = tl.program_id(1)
-    j = blk.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = j < per_channel
-    offs = (j // hw) * channels * hw + c * hw + j % hw
-    w = 1.0
-    if HAS_WEIGHT:
-        w = tl.load(weight_ptr + c).to(tl.float32)
-    b = 0.0
-    if HAS_BIAS:
-        b = tl.load(bias_ptr + c).to(tl.float32)
-    dz, xhat = _grad_terms(x_ptr, dy_ptr, offs, mask, tl.load(mean_ptr + c), tl.load(rstd_ptr + c), w, b, ACT, alpha)
+    dz, xhat, c, blk, _, _, _, _ = _grad_terms(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, hw, channels,
+                                               per_channel, alpha, HAS_WEIGHT, HAS_BIAS, ACT, BLOCK)
     tl.store(sdz_ptr + c * n_blocks + blk, tl.sum(dz, axis=0))
     tl.store(sdzx_ptr + c * n_blocks + blk, tl.sum(dz * xhat, axis=0))
 
@@ -106,19 +114,8 @@ def _backward_dx_kernel(x_ptr, dy_ptr, dx_ptr, mean_ptr, rstd_ptr, weight_ptr, b
                         hw, channels, per_channel, alpha,
                         HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
                         TRAINING: tl.constexpr, BLOCK: tl.constexpr):
-    c = tl.program_id(0)
-    blk = tl.program_id(1)
-    j = blk.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = j < per_channel
-    offs = (j // hw) * channels * hw + c * hw + j % hw
-    w = 1.0
-    if HAS_WEIGHT:
-        w = tl.load(weight_ptr + c).to(tl.float32)
-    b = 0.0
-    if HAS_BIAS:
-        b = tl.load(bias_ptr + c).to(tl.float32)
-    rstd = tl.load(rstd_ptr + c)
-    dz, xhat = _grad_terms(x_ptr, dy_ptr, offs, mask, tl.load(mean_ptr + c), rstd, w, b, ACT, alpha)
+    dz, xhat, c, _, offs, mask, w, rstd = _grad_terms(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, hw,
+                                                      channels, per_channel, alpha, HAS_WEIGHT, HAS_BIAS, ACT, BLOCK)
     if TRAINING:
         # The batch statistics depend on x: subtract the projections onto 1 and xhat.
         n = per_channel.to(tl.float32)

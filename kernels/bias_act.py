@@ -106,8 +106,12 @@ def _backward_kernel(dy_ptr, y_ptr, dx_ptr, n, alpha, gain, clamp,
     y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     g = activation_grad_from_output(y / gain, ACT, alpha) * gain
     if HAS_CLAMP:
-        # A clamped output passes no gradient (as torch.clamp's backward at |y| == clamp).
-        g = tl.where(tl.abs(y) < clamp, g, 0.0)
+        # A clamped output passes no gradient; one exactly at the clamp cannot be told from a clamped one,
+        # so it passes none either (torch.clamp's backward passes it). y was clamped in float32 and then
+        # rounded to its storage dtype, so compare with the clamp rounded the same way: a float16 output
+        # clamped at 0.9 is stored as 0.89990234, which is below float32 0.9.
+        limit = tl.full((), clamp, tl.float32).to(y_ptr.dtype.element_ty).to(tl.float32)
+        g = tl.where(tl.abs(y) < limit, g, 0.0)
     tl.store(dx_ptr + offs, (dy * g).to(dx_ptr.dtype.element_ty), mask=mask)
 
 

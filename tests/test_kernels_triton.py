@@ -6,9 +6,12 @@ process the rest of the module is skipped.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 import torch
@@ -22,6 +25,9 @@ from fastgan.nn import BatchNormAct, ConvBlock
 IN_INTERPRETER = os.environ.get("FASTGAN_BACKEND") == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
 kernel_test = pytest.mark.skipif(not IN_INTERPRETER, reason="runs in the interpreter child process")
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.float16: dict(rtol=2e-3, atol=2e-3)}
+# Rounding of a sum relative to the sum of its terms' sizes: about 8 float32 epsilons for terms computed
+# in float32 in different orders; one float16 ulp for terms that were rounded to float16 before summing.
+SUM_RTOL = {torch.float32: 1e-6, torch.float16: 1e-3}
 FEW = settings(max_examples=12, deadline=None)
 
 
@@ -42,6 +48,76 @@ def test_the_child_process_runs_the_triton_backend():
 
 def _close(actual, expected, dtype):
     torch.testing.assert_close(actual.float(), expected.float(), equal_nan=True, **TOL[dtype])
+
+
+def _close_to_scale(actual, expected, scale, terms_dtype=torch.float32):
+    """|actual - expected| <= atol + rtol * |expected| + SUM_RTOL[terms_dtype] * scale, elementwise.
+
+    For results that are sums of larger terms of both signs (a bias gradient summed over the batch, batch
+    norm's dx after subtracting the mean terms): rounding in any order of summation is relative to the
+    terms, whose total size `scale` bounds, not to the result, which may have cancelled to near zero.
+    atol and rtol are those of actual's dtype.
+    """
+    a, e = actual.float(), expected.float()
+    tol = TOL[actual.dtype]
+    bound = tol["atol"] + tol["rtol"] * e.abs() + SUM_RTOL[terms_dtype] * scale.float()
+    bad = ~((a - e).abs() <= bound)
+    assert not bad.any(), (f"{int(bad.sum())} of {bad.numel()} elements differ: actual {a[bad].tolist()}, "
+                           f"expected {e[bad].tolist()}, allowed {bound[bad].tolist()}")
+
+
+def _sum_except(t, dim):
+    dims = [i for i in range(t.ndim) if i != dim]
+    return t.float().sum(dims) if dims else t.float()
+
+
+def _bias_grad_scale(dy, gain, dim):
+    """Bounds the terms summed into bias_act's db: |dx| <= gain * |dy| (|act'| <= 1 for every activation here)."""
+    return _sum_except(dy.abs(), dim) * (1.0 if gain is None else gain)
+
+
+def _batch_norm_grad_scales(x, weight, dy, mean, rstd):
+    """Bounds on the size of the terms summed into batch norm's (dx, dweight, dbias), per element / channel.
+
+    dz = dy * act'(z) with |act'| <= 1 for every activation here; dbias = sum dz, dweight = sum dz * xhat,
+    dx = (dz - dbias / n - xhat * dweight / n) * weight * rstd (training mode).
+    """
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    xhat = (x.detach().float() - mean.reshape(shape)) * rstd.reshape(shape)
+    ady = dy.float().abs()
+    db, dw = _sum_except(ady, 1), _sum_except(ady * xhat.abs(), 1)
+    n = x.numel() // x.shape[1]
+    w = torch.ones_like(rstd) if weight is None else weight.detach().float().abs()
+    dx = (ady + db.reshape(shape) / n + xhat.abs() * dw.reshape(shape) / n) * (w * rstd).reshape(shape)
+    return dx, dw, db
+
+
+def _batch_stats(x, eps=1e-5):
+    """(mean, rstd) of x over every dimension but 1, in float32."""
+    xf = x.detach().float()
+    dims = [0] + list(range(2, x.ndim))
+    return xf.mean(dims), torch.rsqrt(xf.var(dims, unbiased=False) + eps)
+
+
+def _check_batch_norm_grads(actual, expected, x, weight, dy, mean, rstd):
+    """(dx[, dweight, dbias]) against the reference's, each within the size of the terms summed into it
+    (computed in float32 from x and dy)."""
+    for a, e, scale in zip(actual, expected, _batch_norm_grad_scales(x, weight, dy, mean, rstd)):
+        _close_to_scale(a, e, scale)
+
+
+@contextlib.contextmanager
+def _kernel_calls(module: str, function: str):
+    """Counts the calls of fastgan.kernels.<module>.<function>, to show a test reached the Triton path."""
+    target = importlib.import_module(f"fastgan.kernels.{module}")
+    with mock.patch.object(target, function, wraps=getattr(target, function)) as spy:
+        yield spy
+
+
+def _channels_last(shape, generator, dtype):
+    x = torch.randn(shape, generator=generator).to(dtype).contiguous(memory_format=torch.channels_last)
+    assert not x.is_contiguous()
+    return x
 
 
 def _grads(out, inputs, grad_out=None):
@@ -150,21 +226,63 @@ def test_loss_double_backward_falls_back_to_the_reference():
 @given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=4), data=st.data(),
        act=st.sampled_from(list(reference.ACTIVATIONS)), gain=st.sampled_from([None, 1.4]),
        clamp=st.sampled_from([None, 0.7]), use_bias=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float16]),
-       transpose=st.booleans())
-def test_bias_act_kernel_matches_reference(shape, data, act, gain, clamp, use_bias, dtype, transpose):
+       transpose=st.booleans(), seed=st.integers(0, 2**16))
+def test_bias_act_kernel_matches_reference(shape, data, act, gain, clamp, use_bias, dtype, transpose, seed):
     dim = data.draw(st.integers(0, len(shape) - 1))
-    x = torch.randn(shape).to(dtype)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g).to(dtype)
     if transpose and x.ndim > 1:
         x = x.transpose(0, -1).contiguous().transpose(0, -1)
     x.requires_grad_()
-    b = torch.randn(shape[dim]).to(dtype).requires_grad_() if use_bias else None
+    b = torch.randn(shape[dim], generator=g).to(dtype).requires_grad_() if use_bias else None
     out = ops.bias_act(x, b, act, None, gain, clamp, dim)
     ref = reference.bias_act(x, b, act, None, gain, clamp, dim)
     _close(out, ref, dtype)
-    dy = torch.randn_like(ref)
+    dy = torch.randn(shape, generator=g).to(dtype)
     inputs = (x, b) if use_bias else (x,)
-    for a, e in zip(_grads(out, inputs, dy), _grads(ref, inputs, dy)):
-        _close(a, e, dtype)
+    dx, *db = _grads(out, inputs, dy)
+    ref_dx, *ref_db = _grads(ref, inputs, dy)
+    if clamp is not None:
+        # The backward sees only the output, rounded to dtype, so an output at the clamp (where torch.clamp
+        # passes the gradient) or just below it and rounding up to it counts as clamped: no gradient.
+        y32 = reference.bias_act(x.float(), None if b is None else b.float(), act, None, gain, clamp, dim)
+        ref_dx = torch.where((y32.abs() <= clamp) & (y32.to(dtype).abs() >= clamp), 0.0, ref_dx)
+    # act' is recomputed from the rounded output (tanh' = 1 - a^2 loses digits near saturation), so dx is
+    # exact relative to gain * |dy|, not to dx.
+    _close_to_scale(dx, ref_dx, dy.abs() * (1.0 if gain is None else gain), dtype)
+    if use_bias:
+        _close_to_scale(db[0], ref_db[0], _bias_grad_scale(dy, gain, dim), dtype)
+
+
+@kernel_test
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_bias_act_kernel_passes_no_gradient_through_clamped_half_precision_outputs(dtype):
+    # 0.9 rounds down in float16 and bfloat16, so a clamped output stored in them is below float32 0.9.
+    assert torch.tensor(0.9, dtype=dtype).item() < torch.tensor(0.9).item()
+    x = torch.tensor([[-3.0, -0.5, 0.1, 0.85, 2.0, 5.0]], dtype=dtype, requires_grad=True)
+    out = ops.bias_act(x, None, "linear", clamp=0.9)
+    (dx,) = _grads(out, x)
+    assert dx.tolist() == [[0.0, 1.0, 1.0, 1.0, 0.0, 0.0]]
+
+
+@kernel_test
+@pytest.mark.parametrize("act, gain, clamp", [("lrelu", None, None), ("tanh", 1.4, 0.9), ("sigmoid", 2.0, 1.5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_bias_act_kernel_matches_reference_on_channels_last(act, gain, clamp, dtype):
+    g = torch.Generator().manual_seed(5)
+    # (2, 5, 3, 7): channel stride 1, so dim=1 is the fastest-moving dimension in memory.
+    x = _channels_last((2, 5, 3, 7), g, dtype).requires_grad_()
+    b = torch.randn(5, generator=g).to(dtype).requires_grad_()
+    dy = _channels_last((2, 5, 3, 7), g, dtype)
+    with _kernel_calls("bias_act", "forward") as forward, _kernel_calls("bias_act", "backward") as backward:
+        out = ops.bias_act(x, b, act, None, gain, clamp, 1)
+        grads = _grads(out, (x, b), dy)
+    assert forward.call_count == 1 and backward.call_count == 1
+    ref = reference.bias_act(x, b, act, None, gain, clamp, 1)
+    _close(out, ref, dtype)
+    ref_dx, ref_db = _grads(ref, (x, b), dy)
+    _close(grads[0], ref_dx, dtype)
+    _close_to_scale(grads[1], ref_db, _bias_grad_scale(dy, gain, 1), dtype)
 
 
 # ---------------------------------------------------------------- batch_norm_act
@@ -184,9 +302,8 @@ def test_batch_norm_act_training_matches_reference(act, dtype):
     _close(out, ref, dtype)
     for s, r in zip(stats, ref_stats):
         _close(s, r, torch.float32)
-    dy = torch.randn_like(ref)
-    for a, e in zip(_grads(out, (x, w, b), dy), _grads(ref, (x, w, b), dy)):
-        _close(a, e, dtype)
+    dy = torch.randn(x.shape, generator=g).to(dtype)
+    _check_batch_norm_grads(_grads(out, (x, w, b), dy), _grads(ref, (x, w, b), dy), x, w, dy, *_batch_stats(x))
 
 
 @kernel_test
@@ -204,16 +321,42 @@ def test_batch_norm_act_variance_survives_a_large_mean_offset():
 @kernel_test
 @pytest.mark.parametrize("affine", [True, False])
 def test_batch_norm_act_eval_mode_matches_reference(affine):
-    x = torch.randn(2, 3, 4, 5, requires_grad=True)
-    w = (torch.rand(3) + 0.5).requires_grad_() if affine else None
-    b = torch.randn(3).requires_grad_() if affine else None
-    rm, rv = torch.randn(3), torch.rand(3) + 0.5
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 4, 5, generator=g, requires_grad=True)
+    w = (torch.rand(3, generator=g) + 0.5).requires_grad_() if affine else None
+    b = torch.randn(3, generator=g).requires_grad_() if affine else None
+    rm, rv = torch.randn(3, generator=g), torch.rand(3, generator=g) + 0.5
     out = ops.batch_norm_act(x, w, b, rm, rv, False, 0.1, 1e-5, "lrelu", 0.2)
     ref = reference.batch_norm_act(x, w, b, rm, rv, False, 0.1, 1e-5, "lrelu", 0.2)
     _close(out, ref, torch.float32)
     inputs = (x, w, b) if affine else (x,)
-    for a, e in zip(_grads(out, inputs), _grads(ref, inputs)):
-        _close(a, e, torch.float32)
+    dy = torch.randn(x.shape, generator=g)
+    _check_batch_norm_grads(_grads(out, inputs, dy), _grads(ref, inputs, dy), x, w, dy, rm, torch.rsqrt(rv + 1e-5))
+
+
+@kernel_test
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_batch_norm_act_kernel_matches_reference_on_channels_last(training, dtype):
+    g = torch.Generator().manual_seed(6)
+    x = (_channels_last((3, 4, 5, 6), g, dtype) * 2 + 1).requires_grad_()
+    w = (torch.rand(4, generator=g) + 0.5).requires_grad_()
+    b = torch.randn(4, generator=g).requires_grad_()
+    dy = _channels_last((3, 4, 5, 6), g, dtype)
+    stats = [torch.randn(4, generator=g), torch.rand(4, generator=g) + 0.5]
+    ref_stats = [s.clone() for s in stats]
+    # Training mode runs the batch-norm kernels; eval mode folds into the bias_act kernel.
+    module, function = ("batch_norm_act", "forward_train") if training else ("bias_act", "forward")
+    with _kernel_calls(module, function) as forward, _kernel_calls("batch_norm_act", "backward") as backward:
+        out = ops.batch_norm_act(x, w, b, *stats, training, 0.1, 1e-5, "lrelu", 0.2)
+        grads = _grads(out, (x, w, b), dy)
+    assert forward.call_count == 1 and backward.call_count == 1
+    mean, rstd = _batch_stats(x) if training else (stats[0].clone(), torch.rsqrt(stats[1] + 1e-5))
+    ref = reference.batch_norm_act(x, w, b, *ref_stats, training, 0.1, 1e-5, "lrelu", 0.2)
+    _close(out, ref, dtype)
+    for s, r in zip(stats, ref_stats):
+        _close(s, r, torch.float32)
+    _check_batch_norm_grads(grads, _grads(ref, (x, w, b), dy), x, w, dy, mean, rstd)
 
 
 # ---------------------------------------------------------------- R1 through fastgan.nn layers

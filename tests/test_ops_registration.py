@@ -25,6 +25,50 @@ def test_op_registration_passes_opcheck(args):
     torch.library.opcheck(op, inputs, test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
+def _first_and_second_grads(out, inputs, dy):
+    """d out / d inputs (with create_graph) and the gradient of their squared norm, d ||grad||^2 / d inputs."""
+    first = torch.autograd.grad(out, inputs, dy, create_graph=True)
+    norm = sum(g.square().sum() for g in first)
+    # A linear activation's gradient does not depend on the inputs: its second derivative is zero.
+    second = torch.autograd.grad(norm, inputs, allow_unused=True) if norm.requires_grad else [None] * len(inputs)
+    return [g.detach() for g in first], [torch.zeros_like(i) if g is None else g for g, i in zip(second, inputs)]
+
+
+@pytest.mark.parametrize("act, gain, clamp", [("linear", None, None), ("relu", 1.5, None), ("lrelu", None, 0.8),
+                                              ("tanh", 1.4, 0.9), ("sigmoid", 2.0, None)])
+def test_bias_act_cpu_path_matches_reference_to_second_order(act, gain, clamp):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 4, 3, 5, generator=g, requires_grad=True)
+    b = torch.randn(4, generator=g, requires_grad=True)
+    dy = torch.randn(2, 4, 3, 5, generator=g)
+    out, ref = ops.bias_act(x, b, act, None, gain, clamp), reference.bias_act(x, b, act, None, gain, clamp)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-7)
+    # A plain backward runs the fastgan::bias_act_backward op; create_graph runs its differentiable formula.
+    (dx, db) = torch.autograd.grad(out, (x, b), dy, retain_graph=True)
+    (first, second), (ref_first, ref_second) = (_first_and_second_grads(o, (x, b), dy) for o in (out, ref))
+    for actual, expected in zip([dx, db, *first, *second], [*ref_first, *ref_first, *ref_second]):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("act", list(reference.ACTIVATIONS))
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_act_cpu_path_matches_reference_to_second_order(act, training):
+    g = torch.Generator().manual_seed(8)
+    x = (torch.randn(3, 4, 2, 5, generator=g) * 2 + 1).requires_grad_()
+    w = (torch.rand(4, generator=g) + 0.5).requires_grad_()
+    b = torch.randn(4, generator=g, requires_grad=True)
+    stats = [torch.randn(4, generator=g), torch.rand(4, generator=g) + 0.5]
+    ref_stats = [s.clone() for s in stats]
+    dy = torch.randn(3, 4, 2, 5, generator=g)
+    out = ops.batch_norm_act(x, w, b, *stats, training, 0.1, 1e-5, act, 0.2)
+    ref = reference.batch_norm_act(x, w, b, *ref_stats, training, 0.1, 1e-5, act, 0.2)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(out, (x, w, b), dy, retain_graph=True)
+    (first, second), (ref_first, ref_second) = (_first_and_second_grads(o, (x, w, b), dy) for o in (out, ref))
+    for actual, expected in zip([*grads, *first, *second], [*ref_first, *ref_first, *ref_second]):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_compiled_loss_and_bias_act_have_no_graph_breaks():
     def step(x, b, fake):
         return losses.g_loss(ops.bias_act(x, b, "lrelu").sum(1, keepdim=True), "ns")
