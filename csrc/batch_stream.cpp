@@ -1,7 +1,6 @@
 #include "batch_stream.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 
 namespace fastgan {
@@ -35,20 +34,27 @@ namespace {
 
 std::size_t round_up(std::size_t x, std::size_t m) { return (x + m - 1) / m * m; }
 
+std::shared_ptr<BufferPool> reuse_or_make_pool(std::shared_ptr<BufferPool> pool, std::size_t bytes,
+                                               std::size_t max_free) {
+  if (pool && pool->serves(bytes, max_free)) return pool;
+  return std::make_shared<BufferPool>(bytes, max_free);
+}
+
 }  // namespace
 
 BatchStream::BatchStream(StreamSpec spec)
     : spec_(std::move(spec)),
-      sample_bytes_(spec_.rows * spec_.width * (spec_.lut ? spec_.elem_size : 1)),
+      sample_bytes_(spec_.rows * spec_.width * pixel_size(spec_.pixels.type)),
       labels_offset_(round_up(spec_.batch_size * sample_bytes_, 64)),
       num_batches_((spec_.order.size() + spec_.batch_size - 1) / spec_.batch_size),
       chunks_per_batch_(std::min<std::size_t>(spec_.num_threads, spec_.batch_size)),
       chunk_size_((spec_.batch_size + chunks_per_batch_ - 1) / chunks_per_batch_),
-      pool_(std::make_shared<BufferPool>(labels_offset_ + spec_.batch_size * sizeof(std::int64_t),
-                                         std::size_t(spec_.prefetch) + 2)),
-      slots_(spec_.prefetch) {
+      pool_(reuse_or_make_pool(spec_.pool, labels_offset_ + spec_.batch_size * sizeof(std::int64_t),
+                               std::size_t(spec_.prefetch) + 2)),
+      slots_(spec_.prefetch),
+      scratch_(spec_.num_threads, std::vector<std::uint8_t>(scratch_size(spec_.width))) {
   workers_.reserve(spec_.num_threads);
-  for (int i = 0; i < spec_.num_threads; ++i) workers_.emplace_back([this] { work(); });
+  for (auto& row : scratch_) workers_.emplace_back([this, &row] { work(row.data()); });
 }
 
 BatchStream::~BatchStream() { close(); }
@@ -64,7 +70,7 @@ void BatchStream::close() {
     if (t.joinable()) t.join();
 }
 
-void BatchStream::work() {
+void BatchStream::work(std::uint8_t* scratch) {
   const std::size_t total_tasks = num_batches_ * chunks_per_batch_;
   const std::size_t window = slots_.size();
   std::unique_lock<std::mutex> lock(mu_);
@@ -91,53 +97,26 @@ void BatchStream::work() {
     }
     std::uint8_t* buffer = slot.buffer.get();
     lock.unlock();
-    gather(buffer, batch, task % chunks_per_batch_);
+    gather(buffer, batch, task % chunks_per_batch_, scratch);
     lock.lock();
     if (--slot.remaining == 0) ready_cv_.notify_all();
   }
 }
 
-template <typename T>
-void BatchStream::gather_sample(const std::uint8_t* src, T* dst, bool flip) const {
-  const T* lut = static_cast<const T*>(spec_.lut);
-  const std::size_t w = spec_.width;
-  if (!flip) {
-    const std::size_t count = spec_.rows * w;
-    for (std::size_t k = 0; k < count; ++k) dst[k] = lut[src[k]];
-    return;
-  }
-  for (std::size_t r = 0; r < spec_.rows; ++r) {
-    const std::uint8_t* s = src + r * w;
-    T* d = dst + r * w;
-    for (std::size_t x = 0; x < w; ++x) d[x] = lut[s[w - 1 - x]];
-  }
-}
-
-void BatchStream::gather(std::uint8_t* buffer, std::size_t batch, std::size_t chunk) const {
+void BatchStream::gather(std::uint8_t* buffer, std::size_t batch, std::size_t chunk, std::uint8_t* scratch) const {
   const std::size_t start = batch * spec_.batch_size;
   const std::size_t size = std::min(spec_.batch_size, spec_.order.size() - start);
   const std::size_t lo = std::min(size, chunk * chunk_size_);
   const std::size_t hi = std::min(size, lo + chunk_size_);
   const std::size_t in_bytes = spec_.rows * spec_.width;
+  // Labels first, in their own loop: their scattered reads then overlap one another instead of each
+  // waiting behind a sample's conversion, which evicts the label array from the near caches.
   auto* labels = reinterpret_cast<std::int64_t*>(buffer + labels_offset_);
+  for (std::size_t i = lo; i < hi; ++i) labels[i] = spec_.labels ? spec_.labels[spec_.order[start + i]] : 0;
   for (std::size_t i = lo; i < hi; ++i) {
-    const std::int64_t index = spec_.order[start + i];
+    const std::uint8_t* src = spec_.images + std::size_t(spec_.order[start + i]) * in_bytes;
     const bool flip = !spec_.flips.empty() && spec_.flips[start + i];
-    const std::uint8_t* src = spec_.images + std::size_t(index) * in_bytes;
-    std::uint8_t* dst = buffer + i * sample_bytes_;
-    if (spec_.lut == nullptr) {
-      if (!flip) {
-        std::memcpy(dst, src, in_bytes);
-      } else {
-        for (std::size_t r = 0; r < spec_.rows; ++r)
-          std::reverse_copy(src + r * spec_.width, src + (r + 1) * spec_.width, dst + r * spec_.width);
-      }
-    } else if (spec_.elem_size == 4) {
-      gather_sample(src, reinterpret_cast<std::uint32_t*>(dst), flip);
-    } else {
-      gather_sample(src, reinterpret_cast<std::uint16_t*>(dst), flip);
-    }
-    labels[i] = spec_.labels ? spec_.labels[index] : 0;
+    write_sample(src, buffer + i * sample_bytes_, spec_.rows, spec_.width, flip, spec_.pixels, scratch);
   }
 }
 

@@ -10,16 +10,20 @@
 #include <thread>
 #include <vector>
 
+#include "pixels.hpp"
+
 namespace fastgan {
 
 // Recycles batch buffers. A buffer comes back only when its Lease is destroyed, i.e. when Python has
 // dropped every array (and tensor) viewing it, so a batch the user still holds is never overwritten.
+// One pool may serve successive streams (epochs), so that each epoch does not map and zero fresh pages.
 class BufferPool {
  public:
   BufferPool(std::size_t bytes, std::size_t max_free) : bytes_(bytes), max_free_(max_free) {}
   std::unique_ptr<std::uint8_t[]> acquire();
   void release(std::unique_ptr<std::uint8_t[]> buffer);
   std::size_t allocated() const;
+  bool serves(std::size_t bytes, std::size_t max_free) const { return bytes == bytes_ && max_free == max_free_; }
 
  private:
   const std::size_t bytes_;
@@ -53,10 +57,10 @@ struct StreamSpec {
   std::vector<std::int64_t> order; // sample indices, all in [0, n); batch b is order[b*B : (b+1)*B]
   std::vector<std::uint8_t> flips; // empty, or one 0/1 per entry of order: mirror that sample left-right
   std::size_t batch_size;
-  const void* lut;                 // nullptr: uint8 out; else 256 entries of elem_size bytes: out = lut[in]
-  std::size_t elem_size;
+  PixelMap pixels;                 // what each output pixel is
   int num_threads;
   int prefetch;                    // batches gathered ahead of the consumer
+  std::shared_ptr<BufferPool> pool; // an earlier stream's pool to reuse if its buffers fit, or nullptr
 };
 
 class BatchStream {
@@ -72,6 +76,7 @@ class BatchStream {
   void close();
   std::size_t num_batches() const { return num_batches_; }
   std::size_t buffers_allocated() const { return pool_->allocated(); }
+  const std::shared_ptr<BufferPool>& pool() const { return pool_; }
 
  private:
   struct Slot {
@@ -80,10 +85,8 @@ class BatchStream {
     std::size_t remaining = 0;  // chunks of this batch not yet gathered
   };
 
-  void work();
-  void gather(std::uint8_t* buffer, std::size_t batch, std::size_t chunk) const;
-  template <typename T>
-  void gather_sample(const std::uint8_t* src, T* dst, bool flip) const;
+  void work(std::uint8_t* scratch);
+  void gather(std::uint8_t* buffer, std::size_t batch, std::size_t chunk, std::uint8_t* scratch) const;
 
   const StreamSpec spec_;
   const std::size_t sample_bytes_;
@@ -101,6 +104,7 @@ class BatchStream {
   std::size_t consumed_ = 0;
   bool stop_ = false;
   std::string error_;
+  std::vector<std::vector<std::uint8_t>> scratch_;  // per worker, for mirrored rows
   std::vector<std::thread> workers_;
 };
 

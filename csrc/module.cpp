@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include <stdexcept>
+#include <string>
 
 #include "batch_stream.hpp"
 #include "header.hpp"
@@ -34,12 +35,24 @@ py::dict parse_header_py(py::bytes data, std::uint64_t file_size) {
   return out;
 }
 
+fastgan::PixelMap pixel_map(const std::string& dtype, float scale, float offset) {
+  if (dtype == "uint8") {
+    if (scale != 1.0f || offset != 0.0f)
+      throw py::value_error("BatchStream: scale and offset apply to float32 and bfloat16 output, not uint8");
+    return {fastgan::PixelType::kUint8, 1.0f, 0.0f};
+  }
+  if (dtype == "float32") return {fastgan::PixelType::kFloat32, scale, offset};
+  if (dtype == "bfloat16") return {fastgan::PixelType::kBfloat16, scale, offset};
+  throw py::value_error("BatchStream: dtype must be uint8, float32 or bfloat16; got '" + dtype + "'");
+}
+
 // Keeps the source arrays alive for as long as worker threads may read them. The stream is declared
 // last so it is destroyed (and its threads joined) before the arrays are released.
 class PyBatchStream {
  public:
   PyBatchStream(py::array images, py::object labels, py::array_t<std::int64_t, py::array::c_style> order,
-                py::object flips, std::size_t batch_size, py::object lut, int num_threads, int prefetch)
+                py::object flips, std::size_t batch_size, const std::string& dtype, int num_threads, int prefetch,
+                float scale, float offset, std::shared_ptr<fastgan::BufferPool> pool)
       : images_(images), labels_(labels) {
     if (images.dtype().kind() != 'u' || images.itemsize() != 1 || images.ndim() != 4 ||
         !(images.flags() & py::array::c_style))
@@ -59,6 +72,7 @@ class PyBatchStream {
     spec.batch_size = batch_size;
     spec.num_threads = num_threads;
     spec.prefetch = prefetch;
+    spec.pool = std::move(pool);
 
     if (!labels.is_none()) {
       auto l = py::array_t<std::int64_t, py::array::c_style>::ensure(labels);
@@ -80,18 +94,11 @@ class PyBatchStream {
         throw py::value_error("BatchStream: flips must be a uint8 array as long as order");
       spec.flips.assign(f.data(), f.data() + f.size());
     }
-    if (!lut.is_none()) {
-      auto table = py::array::ensure(lut, py::array::c_style);
-      if (!table || table.ndim() != 1 || table.shape(0) != 256 ||
-          (table.itemsize() != 2 && table.itemsize() != 4))
-        throw py::value_error("BatchStream: lut must be 256 entries of 2 or 4 bytes");
-      lut_ = table;
-      out_dtype_ = table.dtype();
-      spec.lut = table.data();
-      spec.elem_size = table.itemsize();
-    } else {
-      out_dtype_ = py::dtype::of<std::uint8_t>();
-    }
+    spec.pixels = pixel_map(dtype, scale, offset);
+    // NumPy has no bfloat16: those batches are uint16 bit patterns, viewed as bfloat16 by the caller.
+    out_dtype_ = spec.pixels.type == fastgan::PixelType::kFloat32 ? py::dtype::of<float>()
+                 : spec.pixels.type == fastgan::PixelType::kBfloat16 ? py::dtype::of<std::uint16_t>()
+                                                                       : py::dtype::of<std::uint8_t>();
     stream_ = std::make_unique<fastgan::BatchStream>(std::move(spec));
   }
 
@@ -120,11 +127,11 @@ class PyBatchStream {
 
   std::size_t len() const { return stream_->num_batches(); }
   std::size_t buffers_allocated() const { return stream_->buffers_allocated(); }
+  std::shared_ptr<fastgan::BufferPool> pool() const { return stream_->pool(); }
 
  private:
   py::object images_;
   py::object labels_;
-  py::object lut_;
   py::dtype out_dtype_;
   py::ssize_t channels_ = 0, height_ = 0, width_ = 0;
   std::unique_ptr<fastgan::BatchStream> stream_;
@@ -142,17 +149,27 @@ PYBIND11_MODULE(_loader, m) {
         "Validate a .fgd header (the first 64 bytes of a file of file_size bytes) and return its fields "
         "as a dict; raises ValueError naming the problem.");
 
+  py::class_<fastgan::BufferPool, std::shared_ptr<fastgan::BufferPool>>(
+      m, "BufferPool",
+      "Batch buffers a BatchStream recycles; pass BatchStream.pool to the next epoch's stream to reuse them.")
+      .def_property_readonly("buffers_allocated", &fastgan::BufferPool::allocated);
+
   py::class_<PyBatchStream>(m, "BatchStream",
-                            "One epoch of batches: sample order[i] (mirrored where flips[i]) goes to row i, "
-                            "mapped through lut (256 float32 or uint16 entries) or copied as uint8. "
-                            "Worker threads run without the GIL; each returned array owns its buffer.")
+                            "One epoch of batches: sample order[i] (mirrored where flips[i]) goes to row i. "
+                            "dtype 'uint8' copies the bytes; 'float32' is float32(x) * scale + offset, each "
+                            "operation rounded to float32; 'bfloat16' is that rounded to nearest even, returned "
+                            "as uint16 bit patterns. Worker threads run without the GIL; each returned array "
+                            "owns its buffer.")
       .def(py::init<py::array, py::object, py::array_t<std::int64_t, py::array::c_style>, py::object,
-                    std::size_t, py::object, int, int>(),
+                    std::size_t, const std::string&, int, int, float, float, std::shared_ptr<fastgan::BufferPool>>(),
            py::arg("images"), py::arg("labels"), py::arg("order"), py::arg("flips"), py::arg("batch_size"),
-           py::arg("lut"), py::arg("num_threads"), py::arg("prefetch"))
+           py::arg("dtype"), py::arg("num_threads"), py::arg("prefetch"), py::arg("scale") = 1.0f,
+           py::arg("offset") = 0.0f, py::arg("pool") = nullptr)
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &PyBatchStream::next)
       .def("__len__", &PyBatchStream::len)
       .def("close", &PyBatchStream::close, "Stop and join the worker threads; batches already returned stay valid.")
-      .def_property_readonly("buffers_allocated", &PyBatchStream::buffers_allocated);
+      .def_property_readonly("buffers_allocated", &PyBatchStream::buffers_allocated)
+      .def_property_readonly("pool", &PyBatchStream::pool,
+                             "This stream's BufferPool: the one passed in if its buffers fit, else a new one.");
 }

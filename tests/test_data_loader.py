@@ -11,7 +11,8 @@ import torch
 
 from fastgan.data import ArrayDataset, Loader, PackedDataset
 from fastgan.data.format import write_fgd
-from fastgan.data.loader import BFLOAT16_LUT, FLOAT32_LUT, epoch_permutation, rank_order
+from fastgan.data.loader import (BFLOAT16_LUT, FLOAT32_LUT, NORMALISE_OFFSET, NORMALISE_SCALE, epoch_permutation,
+                                 rank_order)
 
 try:
     from fastgan import _loader as native
@@ -49,6 +50,32 @@ def test_cpp_and_numpy_batches_are_identical(dtype, hflip, rank, world_size, dro
         for (xa, ya), (xb, yb) in zip(a, b):
             assert xa.dtype == xb.dtype == dtype and ya.dtype == yb.dtype == torch.int64
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 16, 30, 64])
+def test_cpp_and_numpy_mirror_and_normalise_alike_at_every_width(dtype, width):
+    # Rows are mirrored eight bytes at a time with a byte-wise tail, so widths around 8 cover both.
+    data = _dataset(n=24, c=2, h=3, w=width, seed=width)
+    kwargs = dict(batch_size=6, seed=1, hflip=True, dtype=dtype, num_threads=2)
+    for (xa, ya), (xb, yb) in zip(_epoch(Loader(data, backend="cpp", **kwargs)),
+                                  _epoch(Loader(data, backend="numpy", **kwargs))):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@needs_native
+@pytest.mark.parametrize("hflip", [False, True])
+def test_cpp_maps_every_byte_value_to_the_documented_table(hflip):
+    images = np.arange(256, dtype=np.uint8).reshape(4, 1, 8, 8)
+    order, flips = np.arange(4), np.full(4, hflip, dtype=np.uint8)
+    expected = images[..., ::-1] if hflip else images
+    for dtype, table in (("float32", FLOAT32_LUT), ("bfloat16", BFLOAT16_LUT)):
+        stream = native.BatchStream(images, None, order, flips, 4, dtype, 1, 1, scale=NORMALISE_SCALE,
+                                    offset=NORMALISE_OFFSET)
+        (x, _), = list(stream)
+        assert x.dtype == table.dtype
+        np.testing.assert_array_equal(x.view(np.uint8), table[expected].view(np.uint8))
 
 
 @pytest.mark.parametrize("backend", ["cpp", "numpy"])
@@ -151,10 +178,28 @@ def test_a_held_batch_is_never_overwritten():
 def test_buffers_are_recycled_once_dropped():
     data = _dataset(n=400)
     order = np.arange(400, dtype=np.int64)
-    stream = native.BatchStream(data.images, data.labels, order, None, 4, FLOAT32_LUT, 2, 3)
+    stream = native.BatchStream(data.images, data.labels, order, None, 4, "float32", 2, 3)
     for x, y in stream:
         del x, y
     assert stream.buffers_allocated <= 3 + 2
+
+
+@needs_native
+def test_successive_streams_reuse_one_pool_when_their_buffers_fit():
+    data = _dataset(n=400)
+    order = np.arange(400, dtype=np.int64)
+    pool = None
+    for epoch in range(4):
+        stream = native.BatchStream(data.images, data.labels, np.roll(order, epoch), None, 4, "float32", 2, 3,
+                                    pool=pool)
+        labels = np.concatenate([y.copy() for _, y in stream])
+        np.testing.assert_array_equal(labels, np.roll(order, epoch))
+        pool = stream.pool
+    # Each epoch holds at least prefetch = 3 buffers at once; four fresh pools would have made 12 or more.
+    assert 3 <= pool.buffers_allocated <= 3 + 2
+    other_size = native.BatchStream(data.images, data.labels, order, None, 8, "float32", 2, 3, pool=pool)
+    assert len(list(other_size)) == 50
+    assert other_size.pool is not pool and pool.buffers_allocated <= 3 + 2
 
 
 def _task_count():
@@ -223,12 +268,16 @@ def test_bad_arguments_raise(kwargs, message):
 
 
 @needs_native
-def test_native_stream_rejects_out_of_range_indices():
+def test_native_stream_rejects_bad_arguments():
     data = _dataset(n=10)
     with pytest.raises(ValueError, match="outside"):
-        native.BatchStream(data.images, data.labels, np.array([0, 10]), None, 2, None, 1, 1)
+        native.BatchStream(data.images, data.labels, np.array([0, 10]), None, 2, "uint8", 1, 1)
     with pytest.raises(ValueError, match="flips"):
-        native.BatchStream(data.images, data.labels, np.array([0, 1]), np.zeros(3, np.uint8), 2, None, 1, 1)
+        native.BatchStream(data.images, data.labels, np.array([0, 1]), np.zeros(3, np.uint8), 2, "uint8", 1, 1)
+    with pytest.raises(ValueError, match="dtype must be uint8, float32 or bfloat16; got 'float16'"):
+        native.BatchStream(data.images, data.labels, np.array([0, 1]), None, 2, "float16", 1, 1)
+    with pytest.raises(ValueError, match="not uint8"):
+        native.BatchStream(data.images, data.labels, np.array([0, 1]), None, 2, "uint8", 1, 1, scale=0.5)
 
 
 def test_missing_extension_falls_back_to_numpy_with_a_warning(monkeypatch):
