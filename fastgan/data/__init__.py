@@ -1,8 +1,9 @@
-"""Datasets: the packed .fgd format, the fast batch loader, the dataset tool, built-in and toy datasets."""
+"""Datasets: the packed .fgd format, the fast batch loader, the dataset tool, built-in and toy datasets, sequences."""
 from .builtin import IMAGE_DATASETS, digits, load_image_dataset
 from .loader import Loader, epoch_permutation
 from .packed import ArrayDataset, PackedDataset
 from .prepare import prepare
+from .sequences import SequenceLoader, load_sequences
 from .sines import sines, validate_sequences
 from .toy import TOY_DATASETS, ToyMixture, grid25, load_toy, ring8
 
@@ -11,12 +12,14 @@ __all__ = [
     "IMAGE_DATASETS",
     "Loader",
     "PackedDataset",
+    "SequenceLoader",
     "TOY_DATASETS",
     "ToyMixture",
     "digits",
     "epoch_permutation",
     "grid25",
     "load_image_dataset",
+    "load_sequences",
     "load_toy",
     "prepare",
     "ring8",

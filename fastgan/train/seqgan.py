@@ -1,0 +1,167 @@
+"""The SeqGAN family (Yu et al. 2017) on the synthetic oracle task of its sec. 5.
+
+A run's `steps` are generator updates of both kinds: the first seqgan_pretrain_steps are maximum-
+likelihood updates (teacher forcing on a batch of oracle data); every later step is one policy-
+gradient update with Monte-Carlo rollout rewards, followed by n_critic discriminator updates (real
+oracle data vs fresh samples). Before the first adversarial step the discriminator is pre-trained
+with seqgan_d_pretrain_steps such updates, which belong to that step. At log steps the generator's
+NLL under the oracle (on eval_n samples) is logged as oracle_nll, so a run shows where maximum
+likelihood left it and what adversarial training did.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import losses
+from ..data import SequenceLoader
+from ..models import (CNNDiscriminator, LSTMDiscriminator, OracleLSTM, SeqGANGenerator, mle_loss, oracle_nll,
+                      policy_gradient_loss, rollout_rewards)
+from ..models.seqgan import PAPER_FILTER_SIZES
+from .base import BaseTrainer
+from .config import TrainConfig
+from .samples import save_token_text
+
+# The oracle of Yu et al. 2017, sec. 5: sequences of 20 tokens from an LSTM with 32-dim embedding and state.
+ORACLE_LENGTH = 20
+ORACLE_SIZE = 32
+SAMPLES = "samples.txt"
+
+
+def build_discriminator(config: TrainConfig, length: int) -> nn.Module:
+    size, vocab = config.seq_hidden, config.seqgan_vocab
+    if config.seqgan_discriminator == "lstm":
+        return LSTMDiscriminator(vocab, size, size)
+    widths = tuple(w for w in PAPER_FILTER_SIZES if w <= length)
+    return CNNDiscriminator(vocab, size, widths, (size,) * len(widths))
+
+
+class SeqGANTrainer(BaseTrainer):
+    """MLE pre-training, D pre-training, then policy-gradient G updates and D updates (Algorithm 1)."""
+
+    sample_kind = "tokens"
+
+    def __init__(self, config: TrainConfig, dist=None):
+        super().__init__(config, dist)
+        # Recorded in the run's config, so that samplers know the length without the oracle.
+        config.seq_len = config.seq_len or ORACLE_LENGTH
+        self.data_shape = (config.seq_len,)
+        # The task comes from the seed alone (not from self.rng): the same seed gives the same oracle and data.
+        oracle = OracleLSTM(config.seqgan_vocab, config.seq_len, ORACLE_SIZE, ORACLE_SIZE, seed=config.seed)
+        self.data = oracle.generate(config.seq_n, torch.Generator().manual_seed(config.seed + 1))
+        self.oracle = oracle.to(self.device)
+        torch.manual_seed(config.seed)
+        networks = self.build_networks(config, self.data_shape)
+        self.generator = self.add_network("generator", networks["generator"], config.lr_g)
+        self.discriminator = self.add_network("discriminator", networks["discriminator"], config.lr_d)
+        self.loader = SequenceLoader(self.data.numpy(), config.batch_size, config.seed, self.dist.rank,
+                                     self.dist.world_size, self.device)
+        self.batches_seen = 0
+
+    def real_batches(self):
+        return self.loader.batches(self.batches_seen)
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def train_step(self, batches) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        if self.step < cfg.seqgan_pretrain_steps:
+            stats = self._mle_update(batches)
+        else:
+            if self.step == cfg.seqgan_pretrain_steps:
+                for _ in range(cfg.seqgan_d_pretrain_steps):
+                    self._d_update(batches)
+            stats = self._policy_gradient_update()
+            for _ in range(cfg.n_critic):
+                d_stats = self._d_update(batches)
+            stats.update(d_stats)
+        self.end_step()
+        if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+            stats["oracle_nll"] = self.generated_oracle_nll(cfg.eval_n)
+        return stats
+
+    def _fake(self) -> torch.Tensor:
+        """This process's share of a batch of generated sequences drawn for all processes."""
+        cfg = self.config
+        return self.slice_for_rank(self.generator.sample(cfg.batch_size * self.dist.world_size, cfg.seq_len,
+                                                         self.rng))
+
+    def _mle_update(self, batches) -> dict[str, torch.Tensor]:
+        tokens = next(batches)
+        self.batches_seen += 1
+        with self.autocast():
+            loss = mle_loss(self.generator, tokens).float()
+        self.update("generator", loss)
+        return {"mle_loss": loss.detach()}
+
+    def _policy_gradient_update(self) -> dict[str, torch.Tensor]:
+        tokens = self._fake()
+        # The generator itself is the rollout policy; D in eval mode keeps dropout out of the rewards.
+        self.discriminator.eval()
+        with self.autocast():
+            rewards = rollout_rewards(self.generator, self.discriminator, tokens, self.config.seqgan_rollouts,
+                                      self.rng).float()
+        self.discriminator.train()
+        with self.autocast():
+            loss = policy_gradient_loss(self.generator, tokens, rewards).float()
+        self.update("generator", loss)
+        return {"pg_loss": loss.detach(), "reward": rewards.mean()}
+
+    def _d_update(self, batches) -> dict[str, torch.Tensor]:
+        real = next(batches)
+        self.batches_seen += 1
+        fake = self._fake()
+        with self.autocast():
+            real_logits, fake_logits = self.discriminator(real).float(), self.discriminator(fake).float()
+        loss = losses.d_loss(real_logits, fake_logits, "bce", self.config.label_smoothing)
+        self.update("discriminator", loss)
+        return {"d_loss": loss.detach(), "real_prob": torch.sigmoid(real_logits.detach()).mean(),
+                "fake_prob": torch.sigmoid(fake_logits.detach()).mean()}
+
+    # -- outputs ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generated_tokens(self, n: int, seed: int) -> torch.Tensor:
+        """n sequences from the generator, drawn with their own seeded stream (training's is untouched)."""
+        rng = torch.Generator(self.device).manual_seed(seed)
+        return torch.cat([self.generator.sample(min(1000, n - start), self.config.seq_len, rng)
+                          for start in range(0, n, 1000)])
+
+    def generated_oracle_nll(self, n: int) -> torch.Tensor:
+        """NLL_oracle of n generated sequences (Yu et al. 2017, sec. 5), nats per sequence; the same seed every
+        time, so that changes between log steps are the generator's, not the sample's."""
+        return oracle_nll(self.oracle, self.generated_tokens(n, self.config.seed + 3))
+
+    def sampler(self) -> nn.Module:
+        return self.generator
+
+    def write_samples(self, run_dir: Path) -> None:
+        tokens = self.generated_tokens(self.config.n_samples, self.config.seed + 2)
+        save_token_text(tokens, run_dir / SAMPLES)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        save_token_text(tokens, run_dir / "samples" / f"step{self.step:07d}.txt")
+
+    def evaluate(self) -> dict[str, float]:
+        """oracle_nll of eval_n generated sequences (per sequence and per token) and data_oracle_nll, the
+        oracle's NLL of as many of its own sequences (the floor a perfect generator would reach)."""
+        cfg = self.config
+        nll = float(self.generated_oracle_nll(cfg.eval_n))
+        data_nll = float(oracle_nll(self.oracle, self.data[:cfg.eval_n].to(self.device)))
+        return {"oracle_nll": nll, "oracle_nll_per_token": nll / cfg.seq_len, "data_oracle_nll": data_nll}
+
+    def extra_state(self) -> dict:
+        return {"batches_seen": self.batches_seen}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.batches_seen = state["batches_seen"]
+
+    @staticmethod
+    def sampler_from(networks: dict[str, nn.Module]) -> nn.Module:
+        return networks["generator"]
+
+    @staticmethod
+    def build_networks(config: TrainConfig, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+        return {"generator": SeqGANGenerator(config.seqgan_vocab, config.seq_hidden, config.seq_hidden),
+                "discriminator": build_discriminator(config, data_shape[0])}

@@ -1,0 +1,258 @@
+"""The recurrent families on continuous sequences (N, T, F): RCGAN-style GAN (rgan) and VRAE (rvae).
+
+Data: the built-in `sines` (RCGAN's random sine waves) or a user's .npy array. Samples are written as
+a PNG of line plots. Evaluation compares generated and real sequences as distributions: the Fréchet
+distance and KID of the raw values, and on sines the distances between the frequencies and
+amplitudes of the best-fitting sine waves (see `sine_fit`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import losses
+from ..data import SequenceLoader, load_sequences, sines
+from ..models import VRAE, RCGANDiscriminator, RCGANGenerator
+from .base import BaseTrainer
+from .config import TrainConfig
+from .gan import SAMPLES
+from .samples import save_sequence_plots
+from .vae import vae_likelihood
+
+SINES_LENGTH = 30  # RCGAN's sine waves have 30 steps (Esteban et al. 2017, sec. 4.1)
+# Frequencies (cycles per sequence) tried by sine_fit: beyond the sines' 1..5 on both sides, so that a
+# generator that drifts out of the range is measured as drifting, not clipped.
+FIT_FREQUENCIES = np.arange(0.5, 6.0 + 1e-9, 0.01)
+
+
+def open_sequence_data(config: TrainConfig) -> np.ndarray:
+    """The training sequences, float32 (N, T, F): the built-in sines or the user's .npy file."""
+    if config.dataset == "sines":
+        return sines(config.seq_n, config.seq_len or SINES_LENGTH, config.sines_features, seed=config.seed)
+    data = load_sequences(config.dataset)
+    if config.seq_len not in (0, data.shape[1]):
+        raise ValueError(f"{config.dataset}: the sequences have {data.shape[1]} time steps but seq_len is "
+                         f"{config.seq_len}; leave seq_len at 0 to use the file's length")
+    return data
+
+
+def sine_fit(x: np.ndarray) -> dict[str, np.ndarray]:
+    """The best-fitting sine A * sin(2 pi f t / T + phi), t = 1..T, of each row of x (N, T), by least squares.
+
+    For every f in FIT_FREQUENCIES the amplitude and phase have a closed form (regression on sin and cos);
+    the f that explains most of sum(x^2) wins. Returns frequency f, amplitude A and r2, the share of
+    sum(x^2) the fit explains (1 for a pure sine, near 0 for noise).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    length = x.shape[1]
+    angle = 2 * np.pi * FIT_FREQUENCIES[:, None] * np.arange(1, length + 1)[None, :] / length
+    s, c = np.sin(angle), np.cos(angle)  # (K, T)
+    ss, cc, sc = (s * s).sum(1), (c * c).sum(1), (s * c).sum(1)
+    xs, xc = x @ s.T, x @ c.T  # (N, K)
+    det = ss * cc - sc * sc
+    a, b = (cc * xs - sc * xc) / det, (ss * xc - sc * xs) / det
+    explained = a * xs + b * xc  # the fitted sine's share of sum(x^2): x's projection on span(sin, cos)
+    best = explained.argmax(axis=1)
+    rows = np.arange(len(x))
+    total = np.maximum((x * x).sum(1), 1e-300)
+    return {"frequency": FIT_FREQUENCIES[best], "amplitude": np.hypot(a[rows, best], b[rows, best]),
+            "r2": explained[rows, best] / total}
+
+
+def sequence_metrics(real: torch.Tensor, fake: torch.Tensor, sine_data: bool, seed: int = 0) -> dict[str, float]:
+    """How far generated sequences are from real ones, as distributions; both (N, T, F).
+
+    fid, kid: of the flattened values (T * F numbers per sequence), as fastgan.metrics computes them for
+    points. On sines also freq_w1 and amp_w1, the 1-Wasserstein distances between the real and generated
+    distributions of sine_fit's frequency (cycles per sequence) and amplitude, and sine_r2, the median
+    share of a generated sequence that its best sine explains (about 1 for real sines).
+    """
+    from scipy.stats import wasserstein_distance
+
+    from ..metrics import FeatureStats, fid, kid
+
+    real_flat, fake_flat = real.flatten(1).double().cpu(), fake.flatten(1).double().cpu()
+    result = {"fid": fid(FeatureStats.from_features(real_flat), FeatureStats.from_features(fake_flat))}
+    result["kid"], result["kid_std"] = kid(real_flat, fake_flat, seed=seed)
+    if sine_data:
+        # Each feature of a sines sequence is its own sine wave: fit them one by one.
+        fit_real = sine_fit(real.transpose(1, 2).flatten(0, 1).double().cpu().numpy())
+        fit_fake = sine_fit(fake.transpose(1, 2).flatten(0, 1).double().cpu().numpy())
+        result["freq_w1"] = float(wasserstein_distance(fit_real["frequency"], fit_fake["frequency"]))
+        result["amp_w1"] = float(wasserstein_distance(fit_real["amplitude"], fit_fake["amplitude"]))
+        result["sine_r2"] = float(np.median(fit_fake["r2"]))
+    return result
+
+
+class SequenceVAE(nn.Module):
+    """A VRAE whose forward decodes prior noise: z (N, z_dim) -> sequences (N, T, F), the means of p(x|z).
+
+    Training goes through `elbo_terms`; forward is what a sampler is asked for, as of any generator.
+    """
+
+    def __init__(self, config: TrainConfig, data_shape: tuple[int, ...]):
+        super().__init__()
+        self.length, features = data_shape
+        self.vrae = VRAE(features, config.seq_hidden, config.z_dim, vae_likelihood(config, "sequences"),
+                         config.vae_sigma, config.vae_beta)
+
+    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        return self.vrae.elbo_terms(x, generator)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vrae.to_values(self.vrae.decode(z, self.length))
+
+
+class SequenceFamilyTrainer(BaseTrainer):
+    """What the sequence families share: data, the loader (resumable by batch count), line-plot samples from
+    fixed noise, and evaluation (sequence_metrics) of the sampling network's EMA."""
+
+    sample_kind = "sequences"
+    #: the network whose EMA (or itself, without EMA) maps noise to sequences
+    sampling_network = ""
+
+    def __init__(self, config: TrainConfig, dist=None):
+        super().__init__(config, dist)
+        self.data = open_sequence_data(config)
+        # Recorded in the run's config, so that samplers know the length without the data.
+        config.seq_len = self.data.shape[1]
+        self.data_shape = tuple(self.data.shape[1:])
+        self.loader = SequenceLoader(self.data, config.batch_size, config.seed, self.dist.rank,
+                                     self.dist.world_size, self.device)
+        self.batches_seen = 0
+
+    def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """What the sampling network maps to n sequences."""
+        raise NotImplementedError
+
+    def real_batches(self):
+        return self.loader.batches(self.batches_seen)
+
+    def sampler(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.networks[self.sampling_network]
+
+    @torch.no_grad()
+    def _generate(self, n: int, seed: int) -> torch.Tensor:
+        g = self.sampler()
+        was_training = g.training
+        g.eval()
+        z = self.noise(n, torch.Generator().manual_seed(seed)).to(self.device)
+        out = torch.cat([g(chunk) for chunk in z.split(1000)])
+        g.train(was_training)
+        return out
+
+    def write_samples(self, run_dir: Path) -> None:
+        sequences = self._generate(self.config.n_samples, self.config.seed + 1)
+        save_sequence_plots(sequences, run_dir / SAMPLES)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        save_sequence_plots(sequences, run_dir / "samples" / f"step{self.step:07d}.png")
+
+    def evaluate(self) -> dict[str, float]:
+        """sequence_metrics of config.eval_n generated sequences against as many training sequences."""
+        cfg = self.config
+        n = min(cfg.eval_n, len(self.data))
+        real = torch.from_numpy(self.data[np.random.default_rng(cfg.seed).choice(len(self.data), n, replace=False)])
+        return sequence_metrics(real, self._generate(n, cfg.seed).float(), cfg.dataset == "sines", cfg.seed)
+
+    def extra_state(self) -> dict:
+        return {"batches_seen": self.batches_seen}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.batches_seen = state["batches_seen"]
+
+
+class RGANTrainer(SequenceFamilyTrainer):
+    """RCGAN (Esteban et al. 2017): an LSTM G fed fresh noise at every step, an LSTM D; n_critic D updates,
+    then one G update, with fastgan.losses' d_loss / g_loss over every step's logit (or the sequence's)."""
+
+    sampling_network = "generator"
+
+    def __init__(self, config: TrainConfig, dist=None):
+        super().__init__(config, dist)
+        peak = float(np.abs(self.data).max())
+        if config.rgan_out_act == "tanh" and peak > 1:
+            raise ValueError(f"{config.dataset}: values reach {peak:.4g}, beyond the tanh output of rgan's "
+                             f"generator; scale the data into [-1, 1] or pass --rgan-out-act linear")
+        torch.manual_seed(config.seed)
+        networks = self.build_networks(config, self.data_shape)
+        self.generator = self.add_network("generator", networks["generator"], config.lr_g)
+        self.discriminator = self.add_network("discriminator", networks["discriminator"], config.lr_d)
+        self.add_ema(self.sampling_network)
+
+    def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.data_shape[0], self.config.z_dim, generator=generator, device=generator.device)
+
+    def train_step(self, batches) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        for i in range(cfg.n_critic):
+            real = next(batches)
+            self.batches_seen += 1
+            z = self.slice_for_rank(self.noise(cfg.batch_size * self.dist.world_size, self.rng))
+            with self.autocast(), torch.set_grad_enabled(i == cfg.n_critic - 1):
+                fake = self.generator(z)
+            with self.autocast():
+                real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
+            d_loss = losses.d_loss(real_logits.float().flatten(), fake_logits.float().flatten(), cfg.d_loss,
+                                   cfg.label_smoothing)
+            self.update("discriminator", d_loss)
+        with self.autocast():
+            fake_logits = self.discriminator(fake)
+        g_loss = losses.g_loss(fake_logits.float().flatten(), cfg.g_loss)
+        self.update("generator", g_loss)
+        self.end_step()
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
+                "real_logit": real_logits.detach().float().mean(), "fake_logit": fake_logits.detach().float().mean()}
+
+    def samples_per_step(self) -> int:
+        return self.config.batch_size * self.config.n_critic * self.dist.world_size
+
+    @staticmethod
+    def sampler_from(networks: dict[str, nn.Module]) -> nn.Module:
+        return networks["generator"]
+
+    @staticmethod
+    def build_networks(config: TrainConfig, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+        features = data_shape[1]
+        return {"generator": RCGANGenerator(features, config.z_dim, config.seq_hidden, out_act=config.rgan_out_act),
+                "discriminator": RCGANDiscriminator(features, config.seq_hidden, per_step=config.rgan_per_step)}
+
+
+class RVAETrainer(SequenceFamilyTrainer):
+    """VRAE (Fabius & van Amersfoort 2014): one Adam update (lr_g) per batch on the negative ELBO (with beta)."""
+
+    sampling_network = "vrae"
+
+    def __init__(self, config: TrainConfig, dist=None):
+        super().__init__(config, dist)
+        low, high = float(self.data.min()), float(self.data.max())
+        if vae_likelihood(config, "sequences") == "bernoulli" and (low < 0 or high > 1):
+            raise ValueError(f"{config.dataset}: values span [{low:.4g}, {high:.4g}]; the bernoulli likelihood needs "
+                             f"values in [0, 1] (use --vae-likelihood gaussian)")
+        torch.manual_seed(config.seed)
+        self.vrae = self.add_network("vrae", self.build_networks(config, self.data_shape)["vrae"], config.lr_g)
+        self.add_ema(self.sampling_network)
+
+    def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.config.z_dim, generator=generator, device=generator.device)
+
+    def train_step(self, batches) -> dict[str, torch.Tensor]:
+        x = next(batches)
+        self.batches_seen += 1
+        with self.autocast():
+            terms = self.vrae.elbo_terms(x, self.rng)
+        recon, kl = terms["recon"].float(), terms["kl"].float()
+        self.update("vrae", terms["loss"].float())
+        self.end_step()
+        # The ELBO itself (beta = 1), in nats per sequence, whatever beta the loss weighs the KL with.
+        return {"elbo": -(recon + kl).detach(), "recon": recon.detach(), "kl": kl.detach()}
+
+    @staticmethod
+    def sampler_from(networks: dict[str, nn.Module]) -> nn.Module:
+        return networks["vrae"]
+
+    @staticmethod
+    def build_networks(config: TrainConfig, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+        return {"vrae": SequenceVAE(config, data_shape)}

@@ -1,0 +1,297 @@
+"""Training the other families through train(): VAE, VAE-GAN, recurrent GAN and VAE, SeqGAN."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fastgan.cli import main
+from fastgan.data import SequenceLoader, load_sequences, sines
+from fastgan.train import TrainConfig, load_checkpoint, load_generator, make_trainer, train
+from fastgan.train.samples import sequence_plots
+from fastgan.train.sequence import sequence_metrics, sine_fit
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+OUTPUTS = dict(progress=False, log_every=2, sample_every=1000, ckpt_every=1000, n_samples=9, batch_size=16, eval_n=64)
+FAMILIES = {
+    "vae": dict(model="vae", dataset="digits", resolution=16, vae_width=8, z_dim=8),
+    "vaegan": dict(model="vaegan", dataset="digits", resolution=16, vae_width=8, z_dim=8),
+    "rgan": dict(model="rgan", dataset="sines", seq_n=64, seq_len=12, seq_hidden=8, z_dim=3),
+    "rvae": dict(model="rvae", dataset="sines", seq_n=64, seq_len=12, seq_hidden=8, z_dim=3),
+    "seqgan": dict(model="seqgan", dataset="oracle", seq_n=64, seq_len=8, seq_hidden=8, seqgan_vocab=10,
+                   seqgan_pretrain_steps=2, seqgan_d_pretrain_steps=2, seqgan_rollouts=2),
+}
+LOGGED = {"vae": {"elbo", "recon", "kl"}, "vaegan": {"kl", "llike", "d_loss", "dec_loss"},
+          "rgan": {"d_loss", "g_loss", "real_logit", "fake_logit"}, "rvae": {"elbo", "recon", "kl"},
+          "seqgan": {"pg_loss", "reward", "d_loss", "real_prob", "fake_prob", "oracle_nll"}}
+
+
+def config(tmp_path, family, **overrides) -> TrainConfig:
+    return TrainConfig(out_dir=str(tmp_path), **{**OUTPUTS, **FAMILIES[family], **overrides})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One 4-step run of each family, shared by the tests that only read runs."""
+    out = tmp_path_factory.mktemp("runs")
+    return {family: train(config(out, family, steps=4, name=family)) for family in FAMILIES}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_writes_samples_metrics_and_a_checkpoint(runs, family):
+    run = runs[family]
+    samples = run / ("samples.txt" if family == "seqgan" else "samples.png")
+    assert samples.stat().st_size > 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    assert LOGGED[family] <= set(rows[-1])
+    assert all(np.isfinite(v) for v in rows[-1].values())
+    assert load_checkpoint(run)["step"] == 4
+
+
+@pytest.mark.parametrize("family, noise, shape", [
+    ("vae", (5, 8), (5, 1, 16, 16)),
+    ("vaegan", (5, 8), (5, 1, 16, 16)),
+    ("rgan", (5, 12, 3), (5, 12, 1)),
+    ("rvae", (5, 3), (5, 12, 1)),
+])
+def test_load_generator_maps_noise_to_samples(runs, family, noise, shape):
+    sampler, cfg, step = load_generator(runs[family])
+    assert step == 4 and not sampler.training and cfg.seq_len == (12 if family in ("rgan", "rvae") else 0)
+    with torch.no_grad():
+        out = sampler(torch.randn(noise))
+    assert out.shape == shape
+    assert out.min() >= -1 and out.max() <= 1 if family in ("vae", "vaegan") else torch.isfinite(out).all()
+
+
+def test_seqgan_generator_loads_and_samples_tokens_of_the_run_length(runs):
+    generator, cfg, _ = load_generator(runs["seqgan"])
+    tokens = generator.sample(3, cfg.seq_len, torch.Generator().manual_seed(0))
+    assert cfg.seq_len == 8 and tokens.shape == (3, 8) and 0 <= tokens.min() and tokens.max() < 10
+
+
+def test_seqgan_samples_are_token_lines(runs):
+    lines = (runs["seqgan"] / "samples.txt").read_text().splitlines()
+    assert len(lines) == 9
+    assert all(len(line.split()) == 8 and all(0 <= int(t) < 10 for t in line.split()) for line in lines)
+
+
+@pytest.mark.parametrize("family, written", [
+    ("vae", ["s.png"]), ("rgan", ["s.png", "s.npy"]), ("rvae", ["s.png", "s.npy"]), ("seqgan", ["s.txt"]),
+])
+def test_sample_command_writes_the_family_s_kind_of_output(runs, tmp_path, capsys, family, written):
+    assert main(["sample", "--ckpt", str(runs[family]), "--n", "6", "--out", str(tmp_path / "s.png")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(written)
+    assert f"wrote 6 samples of step 4 to {tmp_path / written[0]}" in capsys.readouterr().out
+    if family in ("rgan", "rvae"):
+        assert np.load(tmp_path / "s.npy").shape == (6, 12, 1)
+
+
+def _elbo(vae, images: torch.Tensor) -> float:
+    vae.eval()
+    with torch.no_grad():
+        terms = vae.elbo_terms(images, torch.Generator().manual_seed(0))
+    vae.train()
+    return -(terms["recon"] + terms["kl"]).item()
+
+
+def test_vae_elbo_increases_on_digits(tmp_path):
+    trainer = make_trainer(config(tmp_path, "vae", batch_size=32, lr_g=2e-3))
+    batches = trainer.real_batches()
+    held = next(batches)
+    before = _elbo(trainer.vae, held)
+    logged = [trainer.train_step(batches)["elbo"].item() for _ in range(40)]
+    after = _elbo(trainer.vae, held)
+    # 256 pixels of Bernoulli likelihood start near 256 * log 2 = 177 nats; 40 steps take off tens of nats.
+    assert before < -150 and after > before + 30, (before, after)
+    assert np.mean(logged[-5:]) > np.mean(logged[:5]) + 30
+
+
+def _state(run):
+    state = load_checkpoint(run)
+    return {k: state[k] for k in ("networks", "ema", "optimizers", "scalers", "rng", "batches_seen")}
+
+
+def _assert_same(a, b, path=""):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}/{i}")
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("family, extra", [
+    ("vae", {}),
+    ("vaegan", {}),
+    ("rgan", {"n_critic": 2}),
+    ("rvae", {}),
+    # Stopped at step 2, the end of MLE pre-training: the resumed run starts with D pre-training.
+    ("seqgan", {"seqgan_discriminator": "cnn", "n_critic": 2}),
+])
+def test_resume_is_bit_identical(tmp_path, family, extra):
+    # 64 sequences (or 120 digits) in batches of 16: the runs cross epoch boundaries.
+    full = train(config(tmp_path, family, steps=5, name="full", **extra))
+    part = train(config(tmp_path, family, steps=2, name="part", **extra))
+    resumed = train(config(tmp_path, family, steps=5, name="part", resume=True, **extra))
+    assert resumed == part
+    _assert_same(_state(full), _state(resumed))
+    assert (full / "metrics.jsonl").read_text() != ""
+    full_rows = [{k: v for k, v in json.loads(line).items() if k != "img_per_s"}
+                 for line in (full / "metrics.jsonl").read_text().splitlines()]
+    resumed_rows = [{k: v for k, v in json.loads(line).items() if k != "img_per_s"}
+                    for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert resumed_rows == full_rows
+
+
+def test_seqgan_logs_oracle_nll_through_pretraining_and_adversarial_steps(tmp_path):
+    run = train(config(tmp_path, "seqgan", steps=4, log_every=1, name="s"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert ["mle_loss" in r for r in rows] == [True, True, False, False]
+    assert ["pg_loss" in r for r in rows] == [False, False, True, True]
+    assert all(r["oracle_nll"] > 0 for r in rows)
+
+
+def test_seqgan_evaluation_reports_the_oracle_floor(tmp_path):
+    trainer = make_trainer(config(tmp_path, "seqgan"))
+    result = trainer.evaluate()
+    assert result["oracle_nll_per_token"] == pytest.approx(result["oracle_nll"] / 8, rel=1e-6)
+    # An untrained generator is far from the oracle's own sequences.
+    assert 0 < result["data_oracle_nll"] < result["oracle_nll"]
+
+
+def test_rgan_evaluation_reports_sequence_distances(tmp_path):
+    trainer = make_trainer(config(tmp_path, "rgan"))
+    result = trainer.evaluate()
+    assert set(result) == {"fid", "kid", "kid_std", "freq_w1", "amp_w1", "sine_r2"}
+    assert result["fid"] > 0 and 0 <= result["sine_r2"] <= 1
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_vaegan_steps_every_network_under_mixed_precision(tmp_path, amp):
+    trainer = make_trainer(config(tmp_path, "vaegan", amp=amp))
+    before = {name: [p.detach().clone() for p in net.parameters()] for name, net in trainer.networks.items()}
+    batches = trainer.real_batches()
+    # fp16's loss scales start at 2^16 and halve at each overflow (skipping that update): 8 steps get past it.
+    for _ in range(8):
+        stats = trainer.train_step(batches)
+    assert all(torch.isfinite(v) for v in stats.values())
+    for name, net in trainer.networks.items():
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], net.parameters())), name
+
+
+def test_user_npy_sequences_train_rvae_and_record_their_length(tmp_path):
+    data = np.random.default_rng(0).uniform(0, 1, size=(40, 7, 2)).astype(np.float32)
+    np.save(tmp_path / "seq.npy", data)
+    run = train(config(tmp_path, "rvae", dataset=str(tmp_path / "seq.npy"), seq_len=0, vae_likelihood="bernoulli",
+                       steps=2, name="npy"))
+    sampler, cfg, _ = load_generator(run)
+    assert cfg.seq_len == 7
+    values = sampler(torch.randn(3, 3))
+    assert values.shape == (3, 7, 2) and 0 <= values.min() and values.max() <= 1
+
+
+def test_rgan_tanh_output_rejects_data_beyond_one(tmp_path):
+    np.save(tmp_path / "big.npy", np.full((32, 5, 1), 3.0, np.float32))
+    with pytest.raises(ValueError, match=r"values reach 3.*--rgan-out-act linear"):
+        make_trainer(config(tmp_path, "rgan", dataset=str(tmp_path / "big.npy"), seq_len=0))
+    trainer = make_trainer(config(tmp_path, "rgan", dataset=str(tmp_path / "big.npy"), seq_len=0,
+                                  rgan_out_act="linear"))
+    assert trainer.data_shape == (5, 1)
+
+
+def test_npy_length_must_match_seq_len(tmp_path):
+    np.save(tmp_path / "seq.npy", np.zeros((32, 5, 1), np.float32))
+    with pytest.raises(ValueError, match="have 5 time steps but seq_len is 12"):
+        make_trainer(config(tmp_path, "rgan", dataset=str(tmp_path / "seq.npy")))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(model="rgan"), "model rgan trains on sequences: use sines or a .npy"),
+    (dict(model="rvae", dataset="oracle"), "model rvae trains on sequences"),
+    (dict(model="seqgan", dataset="sines"), "model seqgan trains on the synthetic oracle task"),
+    (dict(model="dcgan", dataset="sines"), "holds sequences, which model dcgan does not train on"),
+    (dict(model="vae", dataset="ring8"), "holds 2D points; model vae trains on images"),
+    (dict(model="vae", n_critic=2), "n_critic: must be 1 for model vae"),
+    (dict(model="vae", d_loss="hinge"), "d_loss: is not an option of model vae"),
+    (dict(model="vaegan", g_loss="hinge"), "g_loss: must be ns or saturating"),
+    (dict(model="seqgan", dataset="oracle", d_loss="lsgan"), "d_loss: must be bce for model seqgan"),
+    (dict(model="rgan", dataset="sines", hflip=True), "hflip: flips images"),
+    (dict(model="vae", compile=True), "compile: is an option of the GAN models"),
+    (dict(model="rgan", dataset="sines", r1_gamma=1.0), "r1_gamma: is an option of the GAN models"),
+    (dict(vae_likelihood="poisson"), "vae_likelihood: must be one of auto, bernoulli, gaussian"),
+    (dict(seqgan_discriminator="gru"), "seqgan_discriminator: must be one of lstm, cnn"),
+    (dict(vae_sigma=0.0), "vae_sigma: must be > 0"),
+    (dict(seq_len=-1), "seq_len: must be >= 0"),
+    (dict(seqgan_vocab=1), "seqgan_vocab: must be >= 2"),
+])
+def test_config_rejects_mismatched_models_data_and_options(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**overrides)
+
+
+def test_sequence_loader_shuffles_per_epoch_shards_by_rank_and_resumes_by_batch_count():
+    data = np.arange(40, dtype=np.int64).reshape(20, 2)
+    one = SequenceLoader(data, 4, seed=3)
+    epoch0 = torch.cat(list(one.epoch(0)))[:, 0] // 2
+    assert len(one) == 5 and sorted(epoch0.tolist()) == list(range(20))
+    assert not torch.equal(epoch0, torch.cat(list(one.epoch(1)))[:, 0] // 2)
+    # Two ranks read the rows of one global batch between them, each row once.
+    ranks = [SequenceLoader(data, 2, seed=3, rank=r, world_size=2) for r in range(2)]
+    shards = [torch.cat(list(loader.epoch(0)))[:, 0] // 2 for loader in ranks]
+    assert sorted(torch.cat(shards).tolist()) == list(range(20))
+    stream = one.batches(0)
+    first = [next(stream) for _ in range(12)]
+    resumed = one.batches(7)
+    for expected in first[7:]:
+        assert torch.equal(next(resumed), expected)
+
+
+def test_sequence_data_errors_name_the_problem(tmp_path):
+    np.save(tmp_path / "flat.npy", np.zeros((4, 5)))
+    with pytest.raises(ValueError, match=r"shape \(N, T, F\)"):
+        load_sequences(tmp_path / "flat.npy")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="not a plain numeric .npy"):
+        load_sequences(tmp_path / "objects.npy")
+    with pytest.raises(FileNotFoundError, match="no such sequence file"):
+        load_sequences(tmp_path / "missing.npy")
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        SequenceLoader(np.zeros((3, 5, 1), np.float32), 4)
+
+
+def test_sine_fit_recovers_frequency_amplitude_of_exact_sines():
+    t = np.arange(1, 31)
+    f, a, phi = np.array([1.0, 2.37, 4.99]), np.array([0.2, 0.5, 0.9]), np.array([0.3, -2.0, 3.0])
+    x = a[:, None] * np.sin(2 * np.pi * f[:, None] * t / 30 + phi[:, None])
+    fit = sine_fit(x)
+    np.testing.assert_allclose(fit["frequency"], f, atol=1e-9)
+    np.testing.assert_allclose(fit["amplitude"], a, rtol=1e-9)
+    np.testing.assert_allclose(fit["r2"], 1.0, rtol=1e-9)
+    noise = sine_fit(np.random.default_rng(0).normal(size=(200, 30)))
+    assert np.median(noise["r2"]) < 0.3
+
+
+def test_sequence_metrics_tell_real_sines_from_noise():
+    real, other = torch.from_numpy(sines(500, 30, seed=0)), torch.from_numpy(sines(500, 30, seed=1))
+    noise = 0.5 * torch.randn(500, 30, 1, generator=torch.Generator().manual_seed(0))
+    same = sequence_metrics(real, other, sine_data=True)
+    far = sequence_metrics(real, noise, sine_data=True)
+    assert same["freq_w1"] < 0.2 and same["amp_w1"] < 0.05 and same["sine_r2"] > 0.99
+    assert far["freq_w1"] > 0.5 and far["sine_r2"] < 0.3 and far["fid"] > 10 * same["fid"]
+
+
+def test_sequence_plots_draw_one_panel_per_sequence():
+    image = sequence_plots(torch.from_numpy(sines(6, 30, features=2)), ncol=3, panel=(100, 50))
+    assert image.size == (3 * 104 + 4, 2 * 54 + 4)
+    pixels = np.asarray(image)
+    assert (pixels != 255).any(axis=2).mean() > 0.02  # lines were drawn
+    with pytest.raises(ValueError, match=r"expected sequences \(N, T, F\)"):
+        sequence_plots(torch.zeros(4, 30))
