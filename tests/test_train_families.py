@@ -61,8 +61,9 @@ def test_load_generator_maps_noise_to_samples(runs, family, noise, shape):
     assert step == 4 and not sampler.training and cfg.seq_len == (12 if family in ("rgan", "rvae") else 0)
     with torch.no_grad():
         out = sampler(torch.randn(noise))
-    assert out.shape == shape
-    assert out.min() >= -1 and out.max() <= 1 if family in ("vae", "vaegan") else torch.isfinite(out).all()
+    assert out.shape == shape and torch.isfinite(out).all()
+    if family in ("vae", "vaegan"):
+        assert out.min() >= -1 and out.max() <= 1
 
 
 def test_seqgan_generator_loads_and_samples_tokens_of_the_run_length(runs):
@@ -143,7 +144,6 @@ def test_resume_is_bit_identical(tmp_path, family, extra):
     resumed = train(config(tmp_path, family, steps=5, name="part", resume=True, **extra))
     assert resumed == part
     _assert_same(_state(full), _state(resumed))
-    assert (full / "metrics.jsonl").read_text() != ""
     full_rows = [{k: v for k, v in json.loads(line).items() if k != "img_per_s"}
                  for line in (full / "metrics.jsonl").read_text().splitlines()]
     resumed_rows = [{k: v for k, v in json.loads(line).items() if k != "img_per_s"}
