@@ -57,7 +57,8 @@ def cmd_train(args) -> None:
 
     run_dir = train(config_from_args(args))
     if os.environ.get("RANK", "0") == "0":
-        print(f"run written to {run_dir}: samples.png, metrics.jsonl, checkpoint.pt")
+        samples = "samples.txt" if (run_dir / "samples.txt").exists() else "samples.png"
+        print(f"run written to {run_dir}: {samples}, metrics.jsonl, checkpoint.pt")
 
 
 def cmd_sample(args) -> None:

@@ -9,6 +9,7 @@ from collections import namedtuple
 
 import pytest
 import torch
+from state_compare import assert_same
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,17 +34,6 @@ def state(step: int) -> dict:
     g = torch.Generator().manual_seed(step)
     return {"step": step, "weights": {"w": torch.randn(4, 3, generator=g), "n": torch.tensor(step)},
             "rng": g.get_state(), "config": {"lr": 2e-4, "name": f"run{step}"}}
-
-
-def assert_same(a, b):
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and torch.equal(a, b)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert_same(a[k], b[k])
-    else:
-        assert a == b
 
 
 @pytest.fixture

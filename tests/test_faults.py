@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from state_compare import assert_same
 
 import fastgan.train.checkpoint as checkpoint_module
 import fastgan.train.trainer as trainer_module
@@ -30,22 +31,8 @@ def _same_training_state(run_a, run_b) -> None:
     assert a["step"] == b["step"]
     for kind in ("networks", "optimizers"):
         for name in a[kind]:
-            _assert_equal(a[kind][name], b[kind][name], f"{kind}/{name}")
+            assert_same(a[kind][name], b[kind][name], f"{kind}/{name}")
     assert torch.equal(a["rng"]["loop"], b["rng"]["loop"])
-
-
-def _assert_equal(x, y, where):
-    if isinstance(x, torch.Tensor):
-        assert torch.equal(x, y), where
-    elif isinstance(x, dict):
-        assert x.keys() == y.keys(), where
-        for k in x:
-            _assert_equal(x[k], y[k], f"{where}/{k}")
-    elif isinstance(x, (list, tuple)):
-        for i, (u, v) in enumerate(zip(x, y)):
-            _assert_equal(u, v, f"{where}/{i}")
-    else:
-        assert x == y, where
 
 
 # -- kill -9 -------------------------------------------------------------------------------------

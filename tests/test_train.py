@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from state_compare import assert_same
 
 from fastgan.train import CheckpointError, TrainConfig, Trainer, load_checkpoint, load_generator, train
 
@@ -64,25 +65,10 @@ def _params(run):
     return {k: state[k] for k in ("networks", "ema", "optimizers", "scalers")}
 
 
-def _assert_same(a, b, path=""):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            _assert_same(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{path}/{i}")
-    else:
-        assert a == b, path
-
-
 def test_seeded_runs_are_bit_identical(tmp_path):
     a = train(small(tmp_path, steps=6, name="a"))
     b = train(small(tmp_path, steps=6, name="b"))
-    _assert_same(_params(a), _params(b))
+    assert_same(_params(a), _params(b))
 
 
 @pytest.mark.parametrize("extra", [{}, {"n_critic": 2, "r1_gamma": 1.0, "r1_every": 2}])
@@ -92,7 +78,7 @@ def test_resume_is_bit_identical(tmp_path, extra):
     part = train(small(tmp_path, steps=5, name="part", **extra))
     resumed = train(small(tmp_path, steps=12, name="part", resume=True, **extra))
     assert resumed == part
-    _assert_same(_params(full), _params(resumed))
+    assert_same(_params(full), _params(resumed))
     steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert steps == [5, 10, 12]
 
@@ -213,7 +199,7 @@ def test_augmented_packed_runs_resume_bit_identically(tmp_path):
     full = train(small(tmp_path, steps=6, name="full", **extra))
     train(small(tmp_path, steps=3, name="part", **extra))
     resumed = train(small(tmp_path, steps=6, name="part", resume=True, **extra))
-    _assert_same(_params(full), _params(resumed))
+    assert_same(_params(full), _params(resumed))
 
 
 def test_instance_noise_is_annealed_to_zero(tmp_path):

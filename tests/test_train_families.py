@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from state_compare import assert_same
 
 from fastgan.cli import main
 from fastgan.data import SequenceLoader, load_sequences, sines
@@ -114,21 +115,6 @@ def _state(run):
     return {k: state[k] for k in ("networks", "ema", "optimizers", "scalers", "rng", "batches_seen")}
 
 
-def _assert_same(a, b, path=""):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            _assert_same(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{path}/{i}")
-    else:
-        assert a == b, path
-
-
 @pytest.mark.parametrize("family, extra", [
     ("vae", {}),
     ("vaegan", {}),
@@ -143,7 +129,7 @@ def test_resume_is_bit_identical(tmp_path, family, extra):
     part = train(config(tmp_path, family, steps=2, name="part", **extra))
     resumed = train(config(tmp_path, family, steps=5, name="part", resume=True, **extra))
     assert resumed == part
-    _assert_same(_state(full), _state(resumed))
+    assert_same(_state(full), _state(resumed))
     full_rows = [{k: v for k, v in json.loads(line).items() if k != "img_per_s"}
                  for line in (full / "metrics.jsonl").read_text().splitlines()]
     resumed_rows = [{k: v for k, v in json.loads(line).items() if k != "img_per_s"}
@@ -295,3 +281,11 @@ def test_sequence_plots_draw_one_panel_per_sequence():
     assert (pixels != 255).any(axis=2).mean() > 0.02  # lines were drawn
     with pytest.raises(ValueError, match=r"expected sequences \(N, T, F\)"):
         sequence_plots(torch.zeros(4, 30))
+
+
+@pytest.mark.parametrize("family", ["rgan", "rvae", "seqgan"])
+def test_eval_of_a_sequence_run_points_to_eval_every(runs, family):
+    from fastgan.metrics import evaluate_checkpoint
+
+    with pytest.raises(ValueError, match=f"a {family} run reports its metrics during training"):
+        evaluate_checkpoint(runs[family], n=64)

@@ -143,6 +143,9 @@ def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 25
     from fastgan.train import load_generator
 
     generator, config, step = load_generator(ckpt, ema=True)
+    if getattr(config, "model", None) in ("rgan", "rvae", "seqgan"):
+        raise ValueError(f"{ckpt}: fastgan eval scores image and point generators; a {config.model} run reports "
+                         "its metrics during training (--eval-every), in its metrics.jsonl")
     result = evaluate_generator(generator, config.dataset if dataset is None else dataset,
                                 getattr(config, "resolution", None), config.z_dim, metrics, n, batch_size, device, seed,
                                 extractor)

@@ -41,6 +41,7 @@ class BaseTrainer:
         # (see `slice_for_rank`): a run's result then does not depend on how many processes share it.
         self.rng = torch.Generator(self.device).manual_seed(config.seed)
         self.step = 0
+        self.batches_seen = 0  # real batches consumed, so a resumed run reads on from the same one
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.scalers: dict[str, torch.amp.GradScaler] = {}
@@ -152,6 +153,16 @@ class BaseTrainer:
         """Endless batches of real data for this process, resuming where the checkpoint left off."""
         raise NotImplementedError
 
+    def loader_batches(self, loader):
+        """Endless image batches of a fastgan.data.Loader, resuming at batch number self.batches_seen."""
+        epoch, skip = divmod(self.batches_seen, len(loader))
+        while True:
+            loader.set_epoch(epoch)
+            for i, (images, _) in enumerate(loader):
+                if i >= skip:
+                    yield images
+            skip, epoch = 0, epoch + 1
+
     def train_step(self, batches) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -171,18 +182,13 @@ class BaseTrainer:
 
     # -- checkpoints --------------------------------------------------------------------------
 
-    def extra_state(self) -> dict:
-        return {}
-
-    def load_extra_state(self, state: dict) -> None:
-        pass
-
     def state_dict(self) -> dict:
         rng = {"cpu": torch.get_rng_state(), "loop": self.rng.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "step": self.step,
+            "batches_seen": self.batches_seen,
             "config": self.config.to_dict(),
             "data_shape": list(self.data_shape),
             "networks": {name: net.state_dict() for name, net in self.networks.items()},
@@ -190,7 +196,6 @@ class BaseTrainer:
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
             "rng": rng,
-            **self.extra_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -210,7 +215,6 @@ class BaseTrainer:
         self.rng.set_state(state["rng"]["loop"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.step = state["step"]
+        self.step, self.batches_seen = state["step"], state["batches_seen"]
         if self.ema is not None:
             self.ema.num_updates = self.step
-        self.load_extra_state(state)

@@ -33,7 +33,8 @@ class TrainConfig:
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:1, ...")
     threads: int = _f(0, "CPU threads for torch (0: torch's default)")
     # Data
-    dataset: str = _f("digits", "built-in dataset (digits, ring8, grid25) or a .fgd file from `fastgan prepare`")
+    dataset: str = _f("digits", "built-in dataset (images: digits; points: ring8, grid25; sequences: sines; tokens: "
+                           "oracle), a .fgd file from `fastgan prepare`, or a .npy array (N, T, F) of sequences")
     resolution: int = _f(16, "image size of the built-in digits (8, 16, 32 or 64)")
     hflip: bool = _f(False, "random horizontal flips of real images")
     # Models

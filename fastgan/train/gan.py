@@ -78,7 +78,6 @@ class GANTrainer(BaseTrainer):
         self.d_fwd = torch.compile(self.discriminator) if config.compile else self.discriminator
         self.fixed_z = torch.randn(config.n_samples, config.z_dim,
                                    generator=torch.Generator().manual_seed(config.seed + 1)).to(self.device)
-        self.batches_seen = 0
         if not self.is_toy:
             self.loader = Loader(self.data, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
                                  hflip=config.hflip, device=self.device, rank=self.dist.rank,
@@ -92,13 +91,7 @@ class GANTrainer(BaseTrainer):
             while True:
                 batch = self.data.sample(self.config.batch_size * self.dist.world_size, self.rng)
                 yield self.slice_for_rank(batch)
-        epoch, skip = divmod(self.batches_seen, len(self.loader))
-        while True:
-            self.loader.set_epoch(epoch)
-            for i, (images, _) in enumerate(self.loader):
-                if i >= skip:
-                    yield images
-            skip, epoch = 0, epoch + 1
+        yield from self.loader_batches(self.loader)
 
     def _noise(self) -> torch.Tensor:
         cfg = self.config
@@ -198,12 +191,6 @@ class GANTrainer(BaseTrainer):
                                       device=self.device, seed=cfg.seed)
         finally:
             g.train(was_training)
-
-    def extra_state(self) -> dict:
-        return {"batches_seen": self.batches_seen}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.batches_seen = state["batches_seen"]
 
     @staticmethod
     def sampler_from(networks: dict[str, nn.Module]) -> nn.Module:

@@ -58,7 +58,6 @@ class SeqGANTrainer(BaseTrainer):
         self.discriminator = self.add_network("discriminator", networks["discriminator"], config.lr_d)
         self.loader = SequenceLoader(self.data.numpy(), config.batch_size, config.seed, self.dist.rank,
                                      self.dist.world_size, self.device)
-        self.batches_seen = 0
 
     def real_batches(self):
         return self.loader.batches(self.batches_seen)
@@ -150,12 +149,6 @@ class SeqGANTrainer(BaseTrainer):
         nll = float(self.generated_oracle_nll(cfg.eval_n))
         data_nll = float(oracle_nll(self.oracle, self.data[:cfg.eval_n].to(self.device)))
         return {"oracle_nll": nll, "oracle_nll_per_token": nll / cfg.seq_len, "data_oracle_nll": data_nll}
-
-    def extra_state(self) -> dict:
-        return {"batches_seen": self.batches_seen}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.batches_seen = state["batches_seen"]
 
     @staticmethod
     def sampler_from(networks: dict[str, nn.Module]) -> nn.Module:

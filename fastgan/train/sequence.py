@@ -122,7 +122,6 @@ class SequenceFamilyTrainer(BaseTrainer):
         self.data_shape = tuple(self.data.shape[1:])
         self.loader = SequenceLoader(self.data, config.batch_size, config.seed, self.dist.rank,
                                      self.dist.world_size, self.device)
-        self.batches_seen = 0
 
     def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """What the sampling network maps to n sequences."""
@@ -156,12 +155,6 @@ class SequenceFamilyTrainer(BaseTrainer):
         n = min(cfg.eval_n, len(self.data))
         real = torch.from_numpy(self.data[np.random.default_rng(cfg.seed).choice(len(self.data), n, replace=False)])
         return sequence_metrics(real, self._generate(n, cfg.seed).float(), cfg.dataset == "sines", cfg.seed)
-
-    def extra_state(self) -> dict:
-        return {"batches_seen": self.batches_seen}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.batches_seen = state["batches_seen"]
 
 
 class RGANTrainer(SequenceFamilyTrainer):

@@ -59,20 +59,13 @@ class ImageFamilyTrainer(BaseTrainer):
         self.data, self.data_shape = open_image_data(config)
         self.fixed_z = torch.randn(config.n_samples, config.z_dim,
                                    generator=torch.Generator().manual_seed(config.seed + 1)).to(self.device)
-        self.batches_seen = 0
         self.loader = Loader(self.data, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
                              hflip=config.hflip, device=self.device, rank=self.dist.rank,
                              world_size=self.dist.world_size)
 
     def real_batches(self):
         """Endless real batches, resuming at batch number self.batches_seen."""
-        epoch, skip = divmod(self.batches_seen, len(self.loader))
-        while True:
-            self.loader.set_epoch(epoch)
-            for i, (images, _) in enumerate(self.loader):
-                if i >= skip:
-                    yield images
-            skip, epoch = 0, epoch + 1
+        return self.loader_batches(self.loader)
 
     def sampler(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.networks[self.sampling_network]
@@ -100,12 +93,6 @@ class ImageFamilyTrainer(BaseTrainer):
                                       seed=cfg.seed)
         finally:
             g.train(was_training)
-
-    def extra_state(self) -> dict:
-        return {"batches_seen": self.batches_seen}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.batches_seen = state["batches_seen"]
 
 
 class VAETrainer(ImageFamilyTrainer):
