@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> str:
     print(report)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"loader-cpu-{now:%Y-%m-%d-%H%M}.md").write_text(report)
+    (out / f"loader-cpu-{now:%Y-%m-%d-%H%M%S}.md").write_text(report)
     return report
 
 

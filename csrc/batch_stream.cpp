@@ -118,6 +118,7 @@ void BatchStream::gather(std::uint8_t* buffer, std::size_t batch, std::size_t ch
     const bool flip = !spec_.flips.empty() && spec_.flips[start + i];
     write_sample(src, buffer + i * sample_bytes_, spec_.rows, spec_.width, flip, spec_.pixels, scratch);
   }
+  fence_streaming_stores();
 }
 
 bool BatchStream::next(Batch& out) {

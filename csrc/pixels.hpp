@@ -19,6 +19,9 @@ struct PixelMap {
 
 std::size_t pixel_size(PixelType type);
 
+// write_sample may use streaming (non-temporal) stores; call this before another thread reads its output.
+void fence_streaming_stores();
+
 // Mirrored rows are staged in a per-thread scratch of this many bytes (or one row, if wider): small
 // enough to stay in L1 next to the rows being converted.
 constexpr std::size_t kScratchBytes = 16 * 1024;
