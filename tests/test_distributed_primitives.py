@@ -19,7 +19,6 @@ from fastgan.nn.layers import BatchNormAct, ConvBlock
 from fastgan.train.distributed import (
     Distributed,
     SyncBatchNormAct,
-    all_reduce_flag,
     all_reduce_gradients,
     broadcast_parameters,
     convert_sync_batchnorm,
@@ -85,11 +84,15 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             got["broadcast_mismatch"] = str(e)
 
         params = _params_with_grads(rank)
-        all_reduce_gradients(params, dist)
+        got["grads_verdict"] = all_reduce_gradients(params, dist)
         got["grads"] = [p.grad for p in params]
-
-        got["flags"] = [all_reduce_flag(torch.tensor(case[rank]), dist) for case in FLAG_CASES]
-        got["flag_vector"] = all_reduce_flag(torch.tensor([True, rank == 0, True]), dist)
+        got["verdicts"] = [all_reduce_gradients(_params_with_grads(rank), dist, torch.tensor(case[rank]))
+                           for case in FLAG_CASES]
+        half = [nn.Parameter(torch.zeros(3, dtype=torch.float16))]
+        half[0].grad = torch.full((3,), 1.0 + rank, dtype=torch.float16)
+        got["half_verdict"] = all_reduce_gradients(half, dist, torch.tensor(rank == 0))
+        got["half_grad"] = half[0].grad
+        got["no_params_verdict"] = all_reduce_gradients([], dist, torch.tensor(True))
 
         for name, empty_rank in (("stats", None), ("stats_empty_rank", 1)):
             stats = FeatureStats(dim=FEATURE_DIM).update(_features(rank, empty_rank))
@@ -156,11 +159,14 @@ def test_all_reduce_gradients_averages_and_treats_a_missing_grad_as_zero(ranks):
         assert torch.equal(a, b)
 
 
-def test_all_reduce_flag_is_a_logical_and(ranks):
+def test_all_reduce_gradients_returns_the_verdicts_anded_over_ranks(ranks):
     for got in ranks:
-        assert [bool(f) for f in got["flags"]] == [a and b for a, b in FLAG_CASES]
-        assert got["flags"][0].dtype == torch.bool
-        assert got["flag_vector"].tolist() == [True, False, True]
+        assert got["grads_verdict"].dtype == torch.bool and got["grads_verdict"].item() is True
+        assert [v.item() for v in got["verdicts"]] == [a and b for a, b in FLAG_CASES]
+        # A float16-only parameter list: the verdict travels in a float32 collective of its own.
+        assert got["half_verdict"].item() is False
+        assert got["half_grad"].dtype == torch.float16 and got["half_grad"].tolist() == [1.5, 1.5, 1.5]
+        assert got["no_params_verdict"].item() is True
 
 
 @pytest.mark.parametrize("name, empty_rank", [("stats", None), ("stats_empty_rank", 1)])
@@ -208,9 +214,9 @@ def test_without_torchrun_everything_is_a_single_process_no_op(monkeypatch):
         assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
         params = _params_with_grads(1)
         grads = [p.grad for p in params]
-        all_reduce_gradients(params, dist)
+        assert all_reduce_gradients(params, dist).item() is True
         assert all(p.grad is g for p, g in zip(params, grads))
-        assert all_reduce_flag(torch.tensor(False), dist).tolist() is False
+        assert all_reduce_gradients(params, dist, torch.tensor(False)).item() is False
         stats = FeatureStats.from_features(_features(0))
         assert merge_feature_stats(stats, dist) is stats
         dist.barrier()

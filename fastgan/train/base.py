@@ -108,19 +108,18 @@ class BaseTrainer:
         """
         optimizer, scaler = self.optimizers[name], self.scalers[name]
         params = [p for group in optimizer.param_groups for p in group["params"]]
+        ok = torch.isfinite(loss.detach()).all()
         if self.dist.world_size > 1:
             from .distributed import all_reduce_gradients
 
-            all_reduce_gradients(params, self.dist)
-        ok = torch.isfinite(loss.detach()).all()
+            # Every rank's loss verdict rides in the gradients' collective. A non-finite gradient on
+            # any rank makes the summed gradient non-finite, so the check below sees the same
+            # reduced values, and reaches the same decision, on every rank.
+            ok = all_reduce_gradients(params, self.dist, ok)
         if not scaler.is_enabled():
             grads = [p.grad for p in params if p.grad is not None]
             if grads:
                 ok = ok & torch.stack([torch.isfinite(g).all() for g in grads]).all()
-        if self.dist.world_size > 1:
-            from .distributed import all_reduce_flag
-
-            ok = all_reduce_flag(ok, self.dist)
         if bool(ok):
             self.nonfinite_in_a_row[name] = 0
             scaler.step(optimizer)

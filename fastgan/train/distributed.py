@@ -166,55 +166,60 @@ def broadcast_parameters(module: nn.Module, dist: Distributed) -> None:
 
 
 @torch.no_grad()
-def all_reduce_gradients(params, dist: Distributed) -> None:
-    """Replace each parameter's .grad by its mean over the ranks, as DDP would.
+def all_reduce_gradients(params, dist: Distributed, ok: torch.Tensor | None = None) -> torch.Tensor:
+    """Replace each parameter's .grad by its mean over the ranks, as DDP would; return `ok` AND-ed over ranks.
 
     `params` must be the same parameters in the same order on every rank. A parameter whose grad
-    is None on every rank is skipped. One whose grad is None on some ranks only counts as a zero
+    is None on every rank keeps None. One whose grad is None on some ranks only counts as a zero
     gradient there and gets the averaged grad on every rank: that happens when a loss term (lazy
     R1, a branch that depends on the data) runs on some ranks and not others, and without it the
     ranks' optimizers would update different parameters and the replicas would drift apart.
-    Deciding this costs one small all_reduce and a host sync per call.
 
-    The gradients are flattened into one buffer per device and dtype, summed with one all_reduce
-    each, and divided by the world size.
+    `ok` (a bool scalar, default True) is this rank's verdict on its step, e.g. "my loss is finite";
+    the return value (a bool scalar on dist.device) is True when it held on every rank. It travels
+    in the same collective as the gradients: each (device, dtype) of the parameters costs one
+    all_reduce of a flat buffer holding the gradients (zeros where a rank has none), and the first one
+    also carries one presence count per parameter and the verdicts. One host synchronisation per call.
     """
     params = list(params)
+    verdict = torch.ones((), dtype=torch.bool, device=dist.device) if ok is None else ok.detach().reshape(())
     if not dist.enabled:
-        return
+        return verdict.to(device=dist.device, dtype=torch.bool)
     for p in params:
         if p.grad is not None and p.grad.is_sparse:
             raise ValueError(f"all_reduce_gradients: sparse gradients are not supported (parameter of shape "
                              f"{tuple(p.shape)})")
-    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=dist.device)
-    torch_dist.all_reduce(has_grad, op=torch_dist.ReduceOp.MAX)
-    grads = []
-    for p, anywhere in zip(params, has_grad.tolist()):
-        if not anywhere:
-            continue
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        grads.append(p.grad)
-    for bucket in _buckets(grads):
-        flat = _flatten_dense_tensors(bucket)
+    # Counts up to world_size and the verdict are exact in float32 and float64; half types carry them
+    # only for small worlds, so they get a float32 collective of their own.
+    marks = torch.cat([torch.tensor([float(p.grad is not None) for p in params]),
+                       (~verdict.bool()).float().reshape(1).cpu()])
+    groups = _buckets(params)
+    flats = [torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group])
+             for group in groups]
+    carrier = next((k for k, f in enumerate(flats) if f.dtype in (torch.float32, torch.float64)
+                    and f.device == dist.device), None)
+    if carrier is None:
+        flats.append(marks.to(dist.device))
+        carrier = len(flats) - 1
+    else:
+        flats[carrier] = torch.cat([flats[carrier], marks.to(flats[carrier])])
+    for flat in flats:
         torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
+    counts = flats[carrier][-len(marks):].tolist()
+    present = {id(p): count > 0 for p, count in zip(params, counts)}
+    for group, flat in zip(groups, flats):
         flat.div_(dist.world_size)
-        for g, mean in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
-            g.copy_(mean)
-
-
-def all_reduce_flag(ok: torch.Tensor, dist: Distributed) -> torch.Tensor:
-    """Logical AND of a boolean tensor over the ranks (elementwise), as a bool tensor on dist.device.
-
-    For decisions every rank must take together, e.g. skipping a step when any rank saw a
-    non-finite loss: `if not all_reduce_flag(torch.isfinite(loss), dist): ...`.
-    """
-    if not isinstance(ok, torch.Tensor):
-        raise TypeError(f"all_reduce_flag: ok must be a tensor; got {type(ok).__name__}")
-    flag = ok.detach().to(device=dist.device, dtype=torch.int32, copy=True)
-    if dist.enabled:
-        torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MIN)
-    return flag.bool()
+        offset = 0
+        for p in group:
+            mean = flat[offset:offset + p.numel()].view_as(p)
+            offset += p.numel()
+            if not present[id(p)]:
+                continue
+            if p.grad is None:
+                p.grad = mean.clone()
+            else:
+                p.grad.copy_(mean)
+    return torch.tensor(counts[-1] == 0, device=dist.device)
 
 
 def merge_feature_stats(stats: FeatureStats, dist: Distributed) -> FeatureStats:
