@@ -6,7 +6,7 @@ Each configuration trains an MLP GAN with `fastgan train` (CPU, one thread per r
 weights of a generator that hops between modes puts its samples between them) and scores 2,000 samples
 with `fastgan.metrics.mode_coverage`: modes captured (a mode counts when at least 0.8% of the samples,
 20 of 2,500 as in VEEGAN/PacGAN, lie within 3 std of it), high-quality share (samples within 3 std of a centre),
-and KL(mode histogram || uniform). Writes bench/results/modes-cpu-<date>.md with mean and range over
+and KL(mode histogram || uniform). Writes bench/results/modes-cpu-<date>-<steps>steps.md with mean and range over
 seeds.
 """
 from __future__ import annotations
@@ -106,7 +106,7 @@ def main(argv=None) -> None:
         *lines,
     ])
     os.makedirs("bench/results", exist_ok=True)
-    path = f"bench/results/modes-cpu-{date}.md"
+    path = f"bench/results/modes-cpu-{date}-{args.steps}steps.md"
     with open(path, "w") as f:
         f.write(text)
     print(f"wrote {path}")
