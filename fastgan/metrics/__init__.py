@@ -1,4 +1,5 @@
-"""Evaluation of generative models: FID, KID, IS, precision/recall, density/coverage, mode coverage.
+"""Evaluation of generative models: FID, KID, IS, precision/recall, density/coverage, mode coverage,
+and distances between sequence distributions.
 
 Low-level functions take features (numpy or torch); fid() and evaluate_checkpoint() also take
 images, generators and checkpoints, with the FID Inception network (InceptionV3, local weights),
@@ -14,6 +15,7 @@ from fastgan.metrics.inception_score import inception_score
 from fastgan.metrics.kid import kid
 from fastgan.metrics.modes import mode_coverage
 from fastgan.metrics.precision_recall import density_coverage, precision_recall
+from fastgan.metrics.sequences import sequence_metrics, sine_fit
 from fastgan.metrics.stats import FeatureStats
 
 __all__ = [
@@ -36,5 +38,7 @@ __all__ = [
     "precision_recall",
     "real_image_features",
     "run_eval",
+    "sequence_metrics",
+    "sine_fit",
     "train_digits_classifier",
 ]
