@@ -82,6 +82,29 @@ def test_reparameterisation_gradients_are_exact_for_a_fixed_eps():
     torch.testing.assert_close(d_logvar, (z * torch.exp(logvar / 2) * eps).detach())
 
 
+def test_given_noise_is_used_as_drawn_and_checked():
+    mu, logvar = torch.tensor([[0.3, -1.2]]), torch.tensor([[0.5, -0.4]])
+    eps = torch.tensor([[1.5, -0.25]])
+    torch.testing.assert_close(reparameterize(mu, logvar, eps=eps), mu + torch.exp(logvar / 2) * eps, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"eps has shape \(2,\), mu \(1, 2\)"):
+        reparameterize(mu, logvar, eps=torch.zeros(2))
+    # Noise passed in equals the same noise drawn inside from a generator in the same order.
+    vae = VAE(z_dim=4, resolution=16, channels=1, width=4)
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    drawn = vae.elbo_terms(x, torch.Generator().manual_seed(5))
+    given = vae.elbo_terms(x, eps=torch.randn(3, 4, generator=torch.Generator().manual_seed(5)))
+    assert torch.equal(drawn["loss"], given["loss"])
+    model = VAEGAN(z_dim=4, resolution=16, channels=1, width=4)
+    g = torch.Generator().manual_seed(6)
+    torch.manual_seed(0)
+    drawn = vaegan_losses(model, x, torch.Generator().manual_seed(6))
+    torch.manual_seed(0)
+    given = vaegan_losses(model, x, eps=torch.randn(3, 4, generator=g), z_prior=torch.randn(3, 4, generator=g))
+    assert torch.equal(drawn.discriminator, given.discriminator) and torch.equal(drawn.decoder, given.decoder)
+    with pytest.raises(ValueError, match=r"z_prior has shape \(2, 4\), expected \(3, 4\)"):
+        vaegan_losses(model, x, z_prior=torch.zeros(2, 4))
+
+
 def test_reparameterisation_gradients_match_the_closed_form_in_expectation():
     # E[z^2] = mu^2 + exp(logvar): d/dmu = 2 mu, d/dlogvar = exp(logvar).
     n = 200_000

@@ -134,11 +134,11 @@ class VRAE(nn.Module):
             step_in = self.to_values(y)
         return torch.stack(outputs, dim=1)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(decoder output for z ~ q(z|x), mu, logvar)."""
+        """(decoder output for z ~ q(z|x), mu, logvar); eps as in reparameterize."""
         mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar, generator), x.shape[1]), mu, logvar
+        return self.decode(reparameterize(mu, logvar, generator, eps), x.shape[1]), mu, logvar
 
     def reconstruction_nll(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """-log p(x|z) per sequence, summed over steps and features."""
@@ -146,9 +146,10 @@ class VRAE(nn.Module):
             return binary_cross_entropy_with_logits(output, x, reduction="none").flatten(1).sum(dim=1)
         return gaussian_nll(x, output, self.log_sigma)
 
-    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                   eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Batch means of recon = -log p(x|z), kl = KL(q(z|x) || N(0, I)) and loss = recon + beta * kl."""
-        output, mu, logvar = self(x, generator)
+        output, mu, logvar = self(x, generator, eps)
         recon = self.reconstruction_nll(x, output).mean()
         kl = gaussian_kl(mu, logvar).mean()
         return {"recon": recon, "kl": kl, "loss": recon + self.beta * kl}

@@ -24,13 +24,20 @@ def _num_doublings(resolution: int, who: str) -> int:
     return int(math.log2(resolution)) - 2
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                   eps: torch.Tensor | None = None) -> torch.Tensor:
     """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) (Kingma & Welling 2014, eq. 10).
 
     Writing the sample as a deterministic function of (mu, logvar) and parameter-free noise is what
-    lets gradients of E_q[f(z)] flow into the encoder.
+    lets gradients of E_q[f(z)] flow into the encoder. eps is drawn from `generator` unless given
+    (shape of mu), e.g. as one process's slice of noise drawn for a data-parallel global batch.
     """
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    elif eps.shape != mu.shape:
+        raise ValueError(f"reparameterize: eps has shape {tuple(eps.shape)}, mu {tuple(mu.shape)}")
+    else:
+        eps = eps.to(device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -134,11 +141,11 @@ class VAE(nn.Module):
         """The mean of p(x|z) in [-1, 1] from a decoder output."""
         return 2 * torch.sigmoid(output) - 1 if self.likelihood == "bernoulli" else output
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(decoder output for z ~ q(z|x), mu, logvar)."""
+        """(decoder output for z ~ q(z|x), mu, logvar); eps as in reparameterize."""
         mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar, generator)), mu, logvar
+        return self.decode(reparameterize(mu, logvar, generator, eps)), mu, logvar
 
     def reconstruction_nll(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """-log p(x|z) per sample, summed over pixels."""
@@ -148,13 +155,14 @@ class VAE(nn.Module):
             return nll.flatten(1).sum(dim=1)
         return gaussian_nll(x, output, self.log_sigma)
 
-    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                   eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Batch means of the per-sample terms: recon = -E_q[log p(x|z)] (one z per sample), kl =
         KL(q(z|x) || N(0, I)), loss = recon + beta * kl, the negative ELBO (Kingma & Welling 2014, eq. 10)."""
         if x.dim() != 4 or x.shape[1:] != (self.channels, self.resolution, self.resolution):
             raise ValueError(f"VAE: expected images (N, {self.channels}, {self.resolution}, {self.resolution}); "
                              f"got shape {tuple(x.shape)}")
-        output, mu, logvar = self(x, generator)
+        output, mu, logvar = self(x, generator, eps)
         recon = self.reconstruction_nll(x, output).mean()
         kl = gaussian_kl(mu, logvar).mean()
         return {"recon": recon, "kl": kl, "loss": recon + self.beta * kl}

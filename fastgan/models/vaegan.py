@@ -91,7 +91,8 @@ class VAEGANLosses:
 
 
 def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | None = None,
-                  gamma: float = 1.0, decoder_gan_kind: str = "ns") -> VAEGANLosses:
+                  gamma: float = 1.0, decoder_gan_kind: str = "ns", eps: torch.Tensor | None = None,
+                  z_prior: torch.Tensor | None = None) -> VAEGANLosses:
     """The losses of one VAE-GAN step on real images x in [-1, 1] (Larsen et al. 2016, sec. 2.2 and Algorithm 1).
 
     L_prior = KL(q(z|x) || p(z)).
@@ -103,6 +104,8 @@ def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | N
     (default) replaces it by the non-saturating -log Dis(.), which has the same fixed point and does not
     vanish while the discriminator wins; "saturating" keeps the paper's form.
     gamma weighs reconstruction against fooling the discriminator in the decoder's loss (sec. 2.3).
+    The noise of x_recon (eps, as in reparameterize) and x_prior (z_prior, (N, z_dim)) is drawn from
+    `generator` unless given.
     """
     if decoder_gan_kind not in DECODER_GAN_KINDS:
         raise ValueError(f"vaegan_losses: decoder_gan_kind must be one of {', '.join(DECODER_GAN_KINDS)}; "
@@ -112,8 +115,11 @@ def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | N
                          f"{model.resolution}); got shape {tuple(x.shape)}")
     n = x.shape[0]
     mu, logvar = model.encoder(x)
-    x_recon = model.decoder(reparameterize(mu, logvar, generator))
-    z_prior = torch.randn(n, model.z_dim, generator=generator, device=x.device, dtype=x.dtype)
+    x_recon = model.decoder(reparameterize(mu, logvar, generator, eps))
+    if z_prior is None:
+        z_prior = torch.randn(n, model.z_dim, generator=generator, device=x.device, dtype=x.dtype)
+    elif z_prior.shape != (n, model.z_dim):
+        raise ValueError(f"vaegan_losses: z_prior has shape {tuple(z_prior.shape)}, expected {(n, model.z_dim)}")
     x_prior = model.decoder(z_prior)
 
     # One discriminator pass over the three batches keeps batch-norm statistics shared between them.

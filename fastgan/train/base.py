@@ -36,10 +36,13 @@ class BaseTrainer:
             raise ValueError(f"device {config.device!r} requested but CUDA is not available")
         if config.threads:
             torch.set_num_threads(config.threads)
-        # Every random draw of the loop comes from this generator, whose state is checkpointed. All
-        # processes share its seed and draw the global batch's randomness, each keeping its own slice
-        # (see `slice_for_rank`): a run's result then does not depend on how many processes share it.
+        # The loop's random draws come from this generator, whose state is checkpointed. All processes
+        # share its seed and draw the global batch's noise, each keeping its own slice (`shared_noise`):
+        # a run's result then does not depend on how many processes share it. Draws made inside
+        # augmentations and penalties on a process's own slice use `rank_rng` instead.
         self.rng = torch.Generator(self.device).manual_seed(config.seed)
+        self._rank_rng: torch.Generator | None = None
+        self._rank_rng_step = -1
         self.step = 0
         self.batches_seen = 0  # real batches consumed, so a resumed run reads on from the same one
         self.networks: dict[str, nn.Module] = {}
@@ -85,6 +88,31 @@ class BaseTrainer:
         if self.dist.world_size == 1:
             return global_batch
         return global_batch[self.dist.rank::self.dist.world_size]
+
+    def shared_noise(self, n: int, *shape: int) -> torch.Tensor:
+        """N(0, I) noise (n, *shape) for this process's n samples: its slice of the global batch's noise."""
+        return self.slice_for_rank(torch.randn(n * self.dist.world_size, *shape, generator=self.rng,
+                                               device=self.device))
+
+    @property
+    def rank_rng(self) -> torch.Generator:
+        """The generator of random draws a function makes on this process's slice alone (augmentation,
+        instance noise, the gradient penalty's interpolation points, rollouts).
+
+        One process: the loop generator itself. Several: a generator of this process, seeded afresh
+        from (seed, step, rank) at each step, so that the processes draw independently (with the shared
+        generator they would all apply the same draws to different samples) and a resumed run draws
+        what the uninterrupted one did without checkpointing every process's generator state.
+        """
+        if self.dist.world_size == 1:
+            return self.rng
+        if self._rank_rng_step != self.step:
+            if self._rank_rng is None:
+                self._rank_rng = torch.Generator(self.device)
+            seed = (self.config.seed * 1_000_003 + self.step) * 4099 + self.dist.rank
+            self._rank_rng.manual_seed(seed % 2**63)
+            self._rank_rng_step = self.step
+        return self._rank_rng
 
     def update(self, name: str, loss: torch.Tensor) -> bool:
         """Gradient of `loss` w.r.t. network `name` only, averaged over processes, then its optimizer step.

@@ -94,16 +94,14 @@ class GANTrainer(BaseTrainer):
         yield from self.loader_batches(self.loader)
 
     def _noise(self) -> torch.Tensor:
-        cfg = self.config
-        z = torch.randn(cfg.batch_size * self.dist.world_size, cfg.z_dim, generator=self.rng, device=self.device)
-        return self.slice_for_rank(z)
+        return self.shared_noise(self.config.batch_size, self.config.z_dim)
 
     def _d_input(self, x: torch.Tensor, std: float) -> torch.Tensor:
         """What D sees of a real or fake batch: augmented and noised the same way for both."""
         if self.config.diffaug:
-            x = diff_augment(x, self.config.diffaug, generator=self.rng)
+            x = diff_augment(x, self.config.diffaug, generator=self.rank_rng)
         if std > 0:
-            x = instance_noise(x, std, generator=self.rng)
+            x = instance_noise(x, std, generator=self.rank_rng)
         return x
 
     # -- one step -----------------------------------------------------------------------------
@@ -142,7 +140,7 @@ class GANTrainer(BaseTrainer):
             stats["r1"] = r1.detach()
         if cfg.gp_weight > 0:
             with self.autocast():
-                gp = losses.gradient_penalty(self.discriminator, real.detach(), fake, generator=self.rng)
+                gp = losses.gradient_penalty(self.discriminator, real.detach(), fake, generator=self.rank_rng)
             loss = loss + cfg.gp_weight * gp
             stats["gp"] = gp.detach()
         self.update("discriminator", loss)

@@ -101,7 +101,7 @@ class SeqGANTrainer(BaseTrainer):
         self.discriminator.eval()
         with self.autocast():
             rewards = rollout_rewards(self.generator, self.discriminator, tokens, self.config.seqgan_rollouts,
-                                      self.rng).float()
+                                      self.rank_rng).float()
         self.discriminator.train()
         with self.autocast():
             loss = policy_gradient_loss(self.generator, tokens, rewards).float()

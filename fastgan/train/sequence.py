@@ -49,8 +49,9 @@ class SequenceVAE(nn.Module):
         self.vrae = VRAE(features, config.seq_hidden, config.z_dim, vae_likelihood(config, "sequences"),
                          config.vae_sigma, config.vae_beta)
 
-    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        return self.vrae.elbo_terms(x, generator)
+    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                   eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return self.vrae.elbo_terms(x, generator, eps)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.vrae.to_values(self.vrae.decode(z, self.length))
@@ -133,7 +134,7 @@ class RGANTrainer(SequenceFamilyTrainer):
         for i in range(cfg.n_critic):
             real = next(batches)
             self.batches_seen += 1
-            z = self.slice_for_rank(self.noise(cfg.batch_size * self.dist.world_size, self.rng))
+            z = self.shared_noise(cfg.batch_size, self.data_shape[0], cfg.z_dim)
             with self.autocast(), torch.set_grad_enabled(i == cfg.n_critic - 1):
                 fake = self.generator(z)
             with self.autocast():
@@ -185,7 +186,7 @@ class RVAETrainer(SequenceFamilyTrainer):
         x = next(batches)
         self.batches_seen += 1
         with self.autocast():
-            terms = self.vrae.elbo_terms(x, self.rng)
+            terms = self.vrae.elbo_terms(x, eps=self.shared_noise(len(x), self.config.z_dim))
         recon, kl = terms["recon"].float(), terms["kl"].float()
         self.update("vrae", terms["loss"].float())
         self.end_step()

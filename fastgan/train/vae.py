@@ -40,8 +40,9 @@ class ImageVAE(nn.Module):
         self.vae = VAE(config.z_dim, h, c, config.vae_width, vae_likelihood(config, "images"), config.vae_beta,
                        config.vae_sigma)
 
-    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        return self.vae.elbo_terms(x, generator)
+    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                   eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return self.vae.elbo_terms(x, generator, eps)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.vae.to_images(self.vae.decode(z))
@@ -110,7 +111,7 @@ class VAETrainer(ImageFamilyTrainer):
         x = next(batches)
         self.batches_seen += 1
         with self.autocast():
-            terms = self.vae.elbo_terms(x, self.rng)
+            terms = self.vae.elbo_terms(x, eps=self.shared_noise(len(x), self.config.z_dim))
         recon, kl = terms["recon"].float(), terms["kl"].float()
         self.update("vae", terms["loss"].float())
         self.end_step()
@@ -147,7 +148,8 @@ class VAEGANTrainer(ImageFamilyTrainer):
         x = next(batches)
         self.batches_seen += 1
         with self.autocast():
-            losses = vaegan_losses(self.model, x, self.rng, self.config.vaegan_gamma, self.config.g_loss)
+            eps, z_prior = self.shared_noise(len(x), self.config.z_dim), self.shared_noise(len(x), self.config.z_dim)
+            losses = vaegan_losses(self.model, x, None, self.config.vaegan_gamma, self.config.g_loss, eps, z_prior)
         # With fp16 each network's loss is scaled by its own GradScaler, which unscales in apply_gradients.
         scaled = dataclasses.replace(losses, **{name: self.scalers[name].scale(loss.float())
                                                 for name, loss in losses.per_network().items()})
