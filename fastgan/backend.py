@@ -5,6 +5,8 @@ import functools
 import importlib.util
 import os
 
+import torch
+
 BACKENDS = ("reference", "triton")
 
 
@@ -27,8 +29,6 @@ def backend() -> str:
         return "triton"
     if choice == "reference":
         return "reference"
-    import torch
-
     return "triton" if has_triton and torch.cuda.is_available() else "reference"
 
 
@@ -37,10 +37,12 @@ def use_triton(t, min_numel: int = 0) -> bool:
 
     On CUDA: when the backend is 'triton' and t has at least min_numel elements (below that the
     reference's eager kernels are as fast; the thresholds live next to each op). On CPU: only under
-    the Triton interpreter (TRITON_INTERPRET=1), which is how the tests run the kernels.
+    the Triton interpreter (TRITON_INTERPRET=1), which is how the tests run the kernels. Never for
+    float64 tensors.
     """
     n = t.numel()
-    if n == 0 or backend() != "triton":
+    # The kernels compute in float32: float64 tensors keep the reference's float64 arithmetic.
+    if n == 0 or backend() != "triton" or t.dtype == torch.float64:
         return False
     if t.device.type == "cuda":
         return n >= min_numel

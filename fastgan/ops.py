@@ -40,7 +40,7 @@ def _new_tensor(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _sum_except(t: torch.Tensor, dim: int) -> torch.Tensor:
     dims = [i for i in range(t.ndim) if i != dim % t.ndim]
     # sum(dim=[]) would reduce every dimension, so a 1-D tensor is returned as is.
-    return t.float().sum(dims) if dims else t.float()
+    return reference.wide(t).sum(dims) if dims else reference.wide(t)
 
 
 # ---------------------------------------------------------------- bias_act
@@ -75,7 +75,7 @@ def _act_backward_from_input(dy: torch.Tensor, z: torch.Tensor, act: str, alpha:
 def _bias_act_grad_from_output(dy: torch.Tensor, y: torch.Tensor, act: str, alpha: float, gain: float,
                                clamp: float | None) -> torch.Tensor:
     """dx of bias_act from dy and the output y, in differentiable torch ops (the kernel's reference)."""
-    a, g = y.float(), dy.float()
+    a, g = reference.wide(y), reference.wide(dy)
     if gain != 1:
         a, g = a / gain, g * gain
     dx = _act_backward_from_output(g, a, act, alpha)
@@ -169,6 +169,10 @@ def _reduce_dims(x: torch.Tensor) -> list[int]:
     return [0] + list(range(2, x.ndim))
 
 
+def _stat_dtype(x: torch.Tensor) -> torch.dtype:
+    return reference.wide(x[:0]).dtype
+
+
 def _batch_norm_act_vjp(dy, x, weight, bias, mean, rstd, training, eps, act, alpha, needs, create_graph):
     """(dx, dweight, dbias) by differentiating the reference formula; entries not in `needs` are None.
 
@@ -176,7 +180,7 @@ def _batch_norm_act_vjp(dy, x, weight, bias, mean, rstd, training, eps, act, alp
     in eval mode the given mean and rstd are constants.
     """
     with torch.enable_grad():
-        xf = x.float()
+        xf = reference.wide(x)
         shape = [1, -1] + [1] * (x.ndim - 2)
         if training:
             m = xf.mean(_reduce_dims(x), keepdim=True)
@@ -185,12 +189,12 @@ def _batch_norm_act_vjp(dy, x, weight, bias, mean, rstd, training, eps, act, alp
             m, r = mean.detach().reshape(shape), rstd.detach().reshape(shape)
         z = (xf - m) * r
         if weight is not None:
-            z = z * weight.float().reshape(shape)
+            z = z * weight.to(xf.dtype).reshape(shape)
         if bias is not None:
-            z = z + bias.float().reshape(shape)
+            z = z + bias.to(xf.dtype).reshape(shape)
         y = reference.activation_spec(act).func(z, alpha)
         wanted = [t for t, need in zip((x, weight, bias), needs) if need]
-        grads = iter(torch.autograd.grad(y, wanted, dy.float(), create_graph=create_graph))
+        grads = iter(torch.autograd.grad(y, wanted, dy.to(xf.dtype), create_graph=create_graph))
     return tuple(next(grads).to(t.dtype) if need else None for t, need in zip((x, weight, bias), needs))
 
 
@@ -198,19 +202,19 @@ def _batch_norm_act_vjp(dy, x, weight, bias, mean, rstd, training, eps, act, alp
 def _batch_norm_act_op(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
                        mean: torch.Tensor | None, var: torch.Tensor | None, training: bool, eps: float, act: str,
                        alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(y, mean, rstd, var), the statistics float32. Training mode ignores the given mean / var and
-    returns the batch's (var biased); eval mode normalises with the given ones and returns copies."""
+    """(y, mean, rstd, var), the statistics float32 (float64 for float64 x). Training mode ignores the given
+    mean / var and returns the batch's (var biased); eval mode normalises with the given ones and returns copies."""
     fused = use_triton(x, MIN_NUMEL_BATCH_NORM_ACT)
     if training:
         if fused:
             return _kernels("batch_norm_act").forward_train(x, weight, bias, eps, act, alpha)
-        xf = x.float()
+        xf = reference.wide(x)
         mean = xf.mean(_reduce_dims(x))
         # Two passes over the centred values: as exact as Welford's var(), which is several times slower
         # on the CPU when reducing over the non-adjacent dimensions N and H, W.
         var = (xf - mean.reshape([1, -1] + [1] * (x.ndim - 2))).square_().mean(_reduce_dims(x))
     else:
-        mean, var = mean.float().clone(), var.float().clone()
+        mean, var = mean.to(_stat_dtype(x), copy=True), var.to(_stat_dtype(x), copy=True)
     rstd = torch.rsqrt(var + eps)
     if fused:
         scale = rstd if weight is None else rstd * weight.float()
@@ -222,7 +226,7 @@ def _batch_norm_act_op(x: torch.Tensor, weight: torch.Tensor | None, bias: torch
 
 @_batch_norm_act_op.register_fake
 def _(x, weight, bias, mean, var, training, eps, act, alpha):
-    stat = torch.empty(x.shape[1], dtype=torch.float32, device=x.device)
+    stat = torch.empty(x.shape[1], dtype=_stat_dtype(x), device=x.device)
     return torch.empty(x.shape, dtype=x.dtype, device=x.device), stat, torch.empty_like(stat), torch.empty_like(stat)
 
 
@@ -231,17 +235,18 @@ def _batch_norm_act_backward_op(dy: torch.Tensor, x: torch.Tensor, weight: torch
                                 bias: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor,
                                 training: bool, eps: float, act: str, alpha: float
                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dx, dweight, dbias) with dweight and dbias float32 per-channel sums (returned even without weight)."""
+    """(dx, dweight, dbias) with dweight and dbias float32 (float64 for float64 x) per-channel sums, returned
+    even without weight."""
     if use_triton(x, MIN_NUMEL_BATCH_NORM_ACT):
         return _kernels("batch_norm_act").backward(dy, x, weight, bias, mean, rstd, training, act, alpha)
-    xf = x.float()
+    xf = reference.wide(x)
     shape = [1, -1] + [1] * (x.ndim - 2)
     xhat = (xf - mean.reshape(shape)) * rstd.reshape(shape)
-    w = torch.ones_like(rstd) if weight is None else weight.float()
+    w = torch.ones_like(rstd) if weight is None else weight.to(xf.dtype)
     z = xhat * w.reshape(shape)
     if bias is not None:
-        z = z + bias.float().reshape(shape)
-    dz = _act_backward_from_input(dy.float(), z, act, alpha)
+        z = z + bias.to(xf.dtype).reshape(shape)
+    dz = _act_backward_from_input(dy.to(xf.dtype), z, act, alpha)
     dbias, dweight = dz.sum(_reduce_dims(x)), (dz * xhat).sum(_reduce_dims(x))
     if training:
         # The batch statistics depend on x: subtract the projections onto 1 and xhat.
@@ -252,7 +257,7 @@ def _batch_norm_act_backward_op(dy: torch.Tensor, x: torch.Tensor, weight: torch
 
 @_batch_norm_act_backward_op.register_fake
 def _(dy, x, weight, bias, mean, rstd, training, eps, act, alpha):
-    stat = torch.empty(x.shape[1], dtype=torch.float32, device=x.device)
+    stat = torch.empty(x.shape[1], dtype=_stat_dtype(x), device=x.device)
     return torch.empty(x.shape, dtype=x.dtype, device=x.device), stat, torch.empty_like(stat)
 
 

@@ -17,8 +17,8 @@ D_LOSS_KINDS = ("bce", "hinge", "lsgan", "wgan")
 G_LOSS_KINDS = ("ns", "saturating", "hinge", "lsgan", "wgan")
 
 
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    """float16/bfloat16/float32 -> float32; float64 stays float64."""
+def wide(t: torch.Tensor) -> torch.Tensor:
+    """The dtype fastgan computes in: float16/bfloat16/float32 -> float32; float64 stays float64."""
     return t if t.dtype == torch.float64 else t.float()
 
 
@@ -37,13 +37,13 @@ def bce_with_logits(input, target, weight=None, reduction="mean", pos_weight=Non
     gradient (sigmoid) is exact at x = 0, where max(x, 0) + log1p(exp(-|x|)) would give 0 or 1.
     """
     dtype = input.dtype
-    x, t = _wide(input), _wide(target)
+    x, t = wide(input), wide(target)
     if pos_weight is None:
         loss = -(t * F.logsigmoid(x) + (1 - t) * F.logsigmoid(-x))
     else:
-        loss = -(_wide(pos_weight) * t * F.logsigmoid(x) + (1 - t) * F.logsigmoid(-x))
+        loss = -(wide(pos_weight) * t * F.logsigmoid(x) + (1 - t) * F.logsigmoid(-x))
     if weight is not None:
-        loss = loss * _wide(weight)
+        loss = loss * wide(weight)
     return _reduce(loss, reduction).to(dtype)
 
 
@@ -56,7 +56,7 @@ def d_loss(real_logits, fake_logits, kind="bce", label_smoothing=0.0) -> torch.T
     lsgan: (D(x) - 1)^2 / 2 + D(G(z))^2 / 2               (Mao et al. 2017, eq. 9 with a=0, b=c=1)
     wgan:  D(G(z)) - D(x)                                  (Arjovsky et al. 2017)
     """
-    r, f = _wide(real_logits), _wide(fake_logits)
+    r, f = wide(real_logits), wide(fake_logits)
     if kind == "bce":
         real_term = -((1 - label_smoothing) * F.logsigmoid(r) + label_smoothing * F.logsigmoid(-r))
         return real_term.mean() + (-F.logsigmoid(-f)).mean()
@@ -77,7 +77,7 @@ def g_loss(fake_logits, kind="ns") -> torch.Tensor:
     hinge, wgan: -D(G(z))
     lsgan:      (D(G(z)) - 1)^2 / 2
     """
-    f = _wide(fake_logits)
+    f = wide(fake_logits)
     if kind == "ns":
         return (-F.logsigmoid(f)).mean()
     if kind == "saturating":
@@ -124,9 +124,9 @@ def bias_act(x, b=None, act="lrelu", alpha=None, gain=None, clamp=None, dim=1) -
     alpha = spec.def_alpha if alpha is None else float(alpha)
     gain = spec.def_gain if gain is None else float(gain)
     dtype = x.dtype
-    y = _wide(x)
+    y = wide(x)
     if b is not None:
-        y = y + _wide(b).reshape([-1 if i == dim % x.ndim else 1 for i in range(x.ndim)])
+        y = y + wide(b).reshape([-1 if i == dim % x.ndim else 1 for i in range(x.ndim)])
     y = spec.func(y, alpha)
     if gain != 1:
         y = y * gain
@@ -144,5 +144,5 @@ def batch_norm_act(x, weight, bias, running_mean, running_var, training, momentu
     folded into a per-channel scale and shift.
     """
     dtype = x.dtype
-    y = F.batch_norm(_wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
+    y = F.batch_norm(wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
     return bias_act(y, None, act, alpha).to(dtype)

@@ -36,37 +36,46 @@ def _first_and_second_grads(out, inputs, dy):
 
 @pytest.mark.parametrize("act, gain, clamp", [("linear", None, None), ("relu", 1.5, None), ("lrelu", None, 0.8),
                                               ("tanh", 1.4, 0.9), ("sigmoid", 2.0, None)])
-def test_bias_act_cpu_path_matches_reference_to_second_order(act, gain, clamp):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bias_act_cpu_path_matches_reference_to_second_order(act, gain, clamp, dtype):
+    # float64 is computed in float64, forward and backward, so it meets float64 tolerances.
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
     g = torch.Generator().manual_seed(7)
-    x = torch.randn(2, 4, 3, 5, generator=g, requires_grad=True)
-    b = torch.randn(4, generator=g, requires_grad=True)
-    dy = torch.randn(2, 4, 3, 5, generator=g)
+    x = torch.randn(2, 4, 3, 5, generator=g, dtype=dtype, requires_grad=True)
+    b = torch.randn(4, generator=g, dtype=dtype, requires_grad=True)
+    dy = torch.randn(2, 4, 3, 5, generator=g, dtype=dtype)
     out, ref = ops.bias_act(x, b, act, None, gain, clamp), reference.bias_act(x, b, act, None, gain, clamp)
-    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(out, ref, **(dict(rtol=1e-6, atol=1e-7) if dtype == torch.float32 else tol))
     # A plain backward runs the fastgan::bias_act_backward op; create_graph runs its differentiable formula.
     (dx, db) = torch.autograd.grad(out, (x, b), dy, retain_graph=True)
     (first, second), (ref_first, ref_second) = (_first_and_second_grads(o, (x, b), dy) for o in (out, ref))
     for actual, expected in zip([dx, db, *first, *second], [*ref_first, *ref_first, *ref_second]):
-        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+        assert actual.dtype == dtype
+        torch.testing.assert_close(actual, expected, **tol)
 
 
 @pytest.mark.parametrize("act", list(reference.ACTIVATIONS))
 @pytest.mark.parametrize("training", [True, False])
-def test_batch_norm_act_cpu_path_matches_reference_to_second_order(act, training):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batch_norm_act_cpu_path_matches_reference_to_second_order(act, training, dtype):
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-12)
     g = torch.Generator().manual_seed(8)
-    x = (torch.randn(3, 4, 2, 5, generator=g) * 2 + 1).requires_grad_()
-    w = (torch.rand(4, generator=g) + 0.5).requires_grad_()
-    b = torch.randn(4, generator=g, requires_grad=True)
-    stats = [torch.randn(4, generator=g), torch.rand(4, generator=g) + 0.5]
+    x = (torch.randn(3, 4, 2, 5, generator=g, dtype=dtype) * 2 + 1).requires_grad_()
+    w = (torch.rand(4, generator=g, dtype=dtype) + 0.5).requires_grad_()
+    b = torch.randn(4, generator=g, dtype=dtype, requires_grad=True)
+    stats = [torch.randn(4, generator=g, dtype=dtype), torch.rand(4, generator=g, dtype=dtype) + 0.5]
     ref_stats = [s.clone() for s in stats]
-    dy = torch.randn(3, 4, 2, 5, generator=g)
+    dy = torch.randn(3, 4, 2, 5, generator=g, dtype=dtype)
     out = ops.batch_norm_act(x, w, b, *stats, training, 0.1, 1e-5, act, 0.2)
     ref = reference.batch_norm_act(x, w, b, *ref_stats, training, 0.1, 1e-5, act, 0.2)
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, ref, **(dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else tol))
+    for s, r in zip(stats, ref_stats):  # running statistics updated alike
+        torch.testing.assert_close(s, r, **tol)
     grads = torch.autograd.grad(out, (x, w, b), dy, retain_graph=True)
     (first, second), (ref_first, ref_second) = (_first_and_second_grads(o, (x, w, b), dy) for o in (out, ref))
     for actual, expected in zip([*grads, *first, *second], [*ref_first, *ref_first, *ref_second]):
-        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+        assert actual.dtype == dtype
+        torch.testing.assert_close(actual, expected, **tol)
 
 
 def test_compiled_loss_and_bias_act_have_no_graph_breaks():
