@@ -26,7 +26,7 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
-from bench.system import cpu_model
+from bench.system import cpu_model, write_result
 
 
 def _free_port() -> int:
@@ -137,11 +137,7 @@ def main(argv=None) -> None:
         *rows,
         "",
     ])
-    os.makedirs("bench/results", exist_ok=True)
-    path = f"bench/results/ddp-{args.device.split(':')[0]}-{date}.md"
-    with open(path, "w") as f:
-        f.write(text)
-    print(f"wrote {path}")
+    write_result(f"ddp-{args.device.split(':')[0]}-{date}.md", text)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 
-from bench.system import cpu_model
+from bench.system import cpu_model, write_result
 
 
 def scipy_frechet(mu1, s1, mu2, s2) -> float:
@@ -107,13 +107,7 @@ def main(argv=None) -> None:
         "",
     ])
     print(report)
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"fid-cpu-{date}.md")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(report)
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    write_result(f"fid-cpu-{date}.md", report)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 import torch.utils.benchmark as benchmark
 
-from bench.system import cpu_model
+from bench.system import cpu_model, write_result
 from fastgan import functional, losses, ops, reference
 from fastgan.backend import backend
 
@@ -268,12 +268,7 @@ def main(argv=None) -> int:
     ]
     text = "\n".join(header + rows) + "\n"
     print(text)
-    out = pathlib.Path(args.out) / f"kernels-{slug or re.sub(r'[^A-Za-z0-9]+', '-', device).strip('-')}-{date}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    print(f"wrote {out}")
+    write_result(f"kernels-{slug or re.sub(r'[^A-Za-z0-9]+', '-', device).strip('-')}-{date}.md", text, args.out)
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.system import cpu_model
+from bench.system import cpu_model, write_result
 from fastgan.data import Loader, PackedDataset
 from fastgan.data.format import write_fgd
 from fastgan.data.loader import FLOAT32_LUT
@@ -202,9 +202,7 @@ def main(argv: list[str] | None = None) -> str:
         *[part for table in tables for part in (table, "")],
     ])
     print(report)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"loader-cpu-{now:%Y-%m-%d-%H%M%S}.md").write_text(report)
+    write_result(f"loader-cpu-{now:%Y-%m-%d-%H%M%S}.md", report, args.out)
     return report
 
 

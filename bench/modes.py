@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from bench.system import cpu_model
+from bench.system import cpu_model, write_result
 
 CONFIGS = {
     "plain (BCE, non-saturating)": [],
@@ -105,11 +105,7 @@ def main(argv=None) -> None:
         "",
         *lines,
     ])
-    os.makedirs("bench/results", exist_ok=True)
-    path = f"bench/results/modes-cpu-{date}-{args.steps}steps.md"
-    with open(path, "w") as f:
-        f.write(text)
-    print(f"wrote {path}")
+    write_result(f"modes-cpu-{date}-{args.steps}steps.md", text)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,24 @@
-"""What a benchmark ran on, for the header of its results file."""
+"""What a benchmark ran on, for the header of its results file, and where that file goes."""
 from __future__ import annotations
 
+import os
 import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_result(name: str, text: str, out_dir: str | os.PathLike | None = None) -> Path:
+    """Write a results file (default folder bench/results, wherever the benchmark runs from) under a
+    temporary name first, so an interrupted benchmark never leaves half a table; print and return its path."""
+    out = Path(out_dir) if out_dir is not None else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    print(f"wrote {path}")
+    return path
 
 
 def cpu_model() -> str:

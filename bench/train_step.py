@@ -11,11 +11,10 @@ import argparse
 import datetime
 import platform
 import sys
-from pathlib import Path
 
 import torch
 
-from bench.system import cpu_model
+from bench.system import cpu_model, write_result
 from fastgan.backend import backend
 from fastgan.train import TrainConfig
 from fastgan.train.throughput import measure_step_throughput
@@ -65,10 +64,8 @@ def main(argv=None) -> None:
                      f"{r['warmup_s']:.1f} |")
     table = "\n".join(lines) + "\n"
     print(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     dev = "cuda" if args.device.startswith("cuda") else "cpu"
-    (out / f"train-step-{dev}-{date}.md").write_text(table)
+    write_result(f"train-step-{dev}-{date}.md", table, args.out)
 
 
 if __name__ == "__main__":
