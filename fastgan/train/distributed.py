@@ -178,8 +178,9 @@ def all_reduce_gradients(params, dist: Distributed, ok: torch.Tensor | None = No
     `ok` (a bool scalar, default True) is this rank's verdict on its step, e.g. "my loss is finite";
     the return value (a bool scalar on dist.device) is True when it held on every rank. It travels
     in the same collective as the gradients: each (device, dtype) of the parameters costs one
-    all_reduce of a flat buffer holding the gradients (zeros where a rank has none), and the first one
-    also carries one presence count per parameter and the verdicts. One host synchronisation per call.
+    all_reduce of a flat buffer holding the gradients (zeros where a rank has none), and the first
+    float32 or float64 buffer also carries one presence count per parameter and the verdicts. One host
+    synchronisation per call.
     """
     params = list(params)
     verdict = torch.ones((), dtype=torch.bool, device=dist.device) if ok is None else ok.detach().reshape(())
@@ -189,20 +190,21 @@ def all_reduce_gradients(params, dist: Distributed, ok: torch.Tensor | None = No
         if p.grad is not None and p.grad.is_sparse:
             raise ValueError(f"all_reduce_gradients: sparse gradients are not supported (parameter of shape "
                              f"{tuple(p.shape)})")
-    # Counts up to world_size and the verdict are exact in float32 and float64; half types carry them
-    # only for small worlds, so they get a float32 collective of their own.
-    marks = torch.cat([torch.tensor([float(p.grad is not None) for p in params]),
-                       (~verdict.bool()).float().reshape(1).cpu()])
+    presence = torch.tensor([float(p.grad is not None) for p in params], device=dist.device)
+    marks = torch.cat([presence, (~verdict.bool()).to(device=dist.device, dtype=torch.float32).reshape(1)])
     groups = _buckets(params)
-    flats = [torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group])
-             for group in groups]
-    carrier = next((k for k, f in enumerate(flats) if f.dtype in (torch.float32, torch.float64)
-                    and f.device == dist.device), None)
-    if carrier is None:
-        flats.append(marks.to(dist.device))
-        carrier = len(flats) - 1
-    else:
-        flats[carrier] = torch.cat([flats[carrier], marks.to(flats[carrier])])
+    # Counts up to world_size and the verdict are exact in float32 and float64; half types carry them
+    # only for small worlds, so then they get a float32 collective of their own.
+    carrier = next((k for k, group in enumerate(groups) if group[0].dtype in (torch.float32, torch.float64)
+                    and group[0].device == dist.device), len(groups))
+    flats = []
+    for k, group in enumerate(groups):
+        parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group]
+        if k == carrier:
+            parts.append(marks.to(group[0].dtype))
+        flats.append(torch.cat(parts))
+    if carrier == len(groups):
+        flats.append(marks)
     for flat in flats:
         torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
     counts = flats[carrier][-len(marks):].tolist()
