@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from .. import losses
-from ..metrics.sequences import sequence_metrics
 from ..data import SequenceLoader, load_sequences, sines
+from ..metrics.sequences import sequence_metrics
 from ..models import VRAE, RCGANDiscriminator, RCGANGenerator
 from .base import BaseTrainer
 from .config import TrainConfig
