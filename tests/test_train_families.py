@@ -262,8 +262,19 @@ def test_sequence_plots_draw_one_panel_per_sequence():
 
 
 @pytest.mark.parametrize("family", ["rgan", "rvae", "seqgan"])
-def test_eval_of_a_sequence_run_points_to_eval_every(runs, family):
+def test_eval_of_a_sequence_run_scores_the_checkpoint_as_training_does(runs, family):
     from fastgan.metrics import evaluate_checkpoint
 
-    with pytest.raises(ValueError, match=f"a {family} run reports its metrics during training"):
-        evaluate_checkpoint(runs[family], n=64)
+    cfg = TrainConfig.from_dict(load_checkpoint(runs[family])["config"])
+    result = evaluate_checkpoint(runs[family], n=64, seed=cfg.seed)
+    assert result.pop("step") == 4
+    # What the trainer's own evaluation (--eval-every) reports for the same checkpoint and samples.
+    trainer = make_trainer(TrainConfig.from_dict({**cfg.to_dict(), "eval_n": 64}))
+    trainer.load_state_dict(load_checkpoint(runs[family]))
+    assert result == trainer.evaluate()
+    other_seed = evaluate_checkpoint(runs[family], n=64, seed=cfg.seed + 1)
+    assert other_seed["step"] == 4 and other_seed != {"step": 4, **result}
+    with pytest.raises(ValueError, match=f"a {family} run is scored with its own metrics"):
+        evaluate_checkpoint(runs[family], ["fid"], n=64)
+    with pytest.raises(ValueError, match="--dataset applies to image and point runs"):
+        evaluate_checkpoint(runs[family], n=64, dataset="digits")

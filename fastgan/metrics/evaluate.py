@@ -143,13 +143,35 @@ def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 25
     from fastgan.train import load_generator
 
     generator, config, step = load_generator(ckpt, ema=True)
-    if getattr(config, "model", None) in ("rgan", "rvae", "seqgan"):
-        raise ValueError(f"{ckpt}: fastgan eval scores image and point generators; a {config.model} run reports "
-                         "its metrics during training (--eval-every), in its metrics.jsonl")
+    if getattr(config, "model", None) in SEQUENCE_FAMILIES:
+        return {"step": step, **_evaluate_sequence_run(ckpt, config, metrics, n, device, seed, dataset)}
     result = evaluate_generator(generator, config.dataset if dataset is None else dataset,
                                 getattr(config, "resolution", None), config.z_dim, metrics, n, batch_size, device, seed,
                                 extractor)
     return {"step": step, **result}
+
+
+SEQUENCE_FAMILIES = ("rgan", "rvae", "seqgan")
+
+
+def _evaluate_sequence_run(ckpt, config, metrics, n: int, device, seed: int, dataset) -> dict[str, float]:
+    """A sequence run's own metrics (what --eval-every logs): sequence_metrics for rgan / rvae, the oracle's
+    NLL for seqgan, on n samples of the checkpoint's sampling network (EMA where there is one)."""
+    import dataclasses
+
+    from fastgan.train import load_checkpoint, make_trainer
+
+    if metrics:
+        raise ValueError(f"{ckpt}: a {config.model} run is scored with its own metrics; --metrics applies to "
+                         "image and point generators")
+    if dataset is not None:
+        raise ValueError(f"{ckpt}: --dataset applies to image and point runs; a {config.model} run is compared "
+                         "with the data it was trained on")
+    # The run's own seed rebuilds its training data (and seqgan's oracle); `seed` draws the samples.
+    config = dataclasses.replace(config, eval_n=n, device=str(device), progress=False)
+    trainer = make_trainer(config)
+    trainer.load_state_dict(load_checkpoint(ckpt, map_location=device))
+    return trainer.evaluate(seed)
 
 
 def run_directory(ckpt) -> Path:

@@ -128,10 +128,10 @@ class SeqGANTrainer(BaseTrainer):
         return torch.cat([self.generator.sample(min(1000, n - start), self.config.seq_len, rng)
                           for start in range(0, n, 1000)])
 
-    def generated_oracle_nll(self, n: int) -> torch.Tensor:
-        """NLL_oracle of n generated sequences (Yu et al. 2017, sec. 5), nats per sequence; the same seed every
-        time, so that changes between log steps are the generator's, not the sample's."""
-        return oracle_nll(self.oracle, self.generated_tokens(n, self.config.seed + 3))
+    def generated_oracle_nll(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """NLL_oracle of n generated sequences (Yu et al. 2017, sec. 5), nats per sequence; by default the same
+        seed every time, so that changes between log steps are the generator's, not the sample's."""
+        return oracle_nll(self.oracle, self.generated_tokens(n, (self.config.seed if seed is None else seed) + 3))
 
     def sampler(self) -> nn.Module:
         return self.generator
@@ -142,11 +142,12 @@ class SeqGANTrainer(BaseTrainer):
         (run_dir / "samples").mkdir(exist_ok=True)
         save_token_text(tokens, run_dir / "samples" / f"step{self.step:07d}.txt")
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, seed: int | None = None) -> dict[str, float]:
         """oracle_nll of eval_n generated sequences (per sequence and per token) and data_oracle_nll, the
-        oracle's NLL of as many of its own sequences (the floor a perfect generator would reach)."""
+        oracle's NLL of as many of its own sequences (the floor a perfect generator would reach). `seed`
+        draws the generated ones (default: the run's seed, as during training)."""
         cfg = self.config
-        nll = float(self.generated_oracle_nll(cfg.eval_n))
+        nll = float(self.generated_oracle_nll(cfg.eval_n, seed))
         data_nll = float(oracle_nll(self.oracle, self.data[:cfg.eval_n].to(self.device)))
         return {"oracle_nll": nll, "oracle_nll_per_token": nll / cfg.seq_len, "data_oracle_nll": data_nll}
 

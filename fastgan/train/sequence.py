@@ -100,12 +100,14 @@ class SequenceFamilyTrainer(BaseTrainer):
         (run_dir / "samples").mkdir(exist_ok=True)
         save_sequence_plots(sequences, run_dir / "samples" / f"step{self.step:07d}.png")
 
-    def evaluate(self) -> dict[str, float]:
-        """sequence_metrics of config.eval_n generated sequences against as many training sequences."""
+    def evaluate(self, seed: int | None = None) -> dict[str, float]:
+        """sequence_metrics of config.eval_n generated sequences against as many training sequences, both
+        drawn with `seed` (default: the run's seed, as during training)."""
         cfg = self.config
+        seed = cfg.seed if seed is None else seed
         n = min(cfg.eval_n, len(self.data))
-        real = torch.from_numpy(self.data[np.random.default_rng(cfg.seed).choice(len(self.data), n, replace=False)])
-        return sequence_metrics(real, self._generate(n, cfg.seed).float(), cfg.dataset == "sines", cfg.seed)
+        real = torch.from_numpy(self.data[np.random.default_rng(seed).choice(len(self.data), n, replace=False)])
+        return sequence_metrics(real, self._generate(n, seed).float(), cfg.dataset == "sines", seed)
 
 
 class RGANTrainer(SequenceFamilyTrainer):
