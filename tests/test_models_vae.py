@@ -183,6 +183,17 @@ def test_vaegan_saturating_decoder_loss_is_minus_the_gan_fake_terms():
     torch.testing.assert_close(losses.decoder, -(losses.gan - real_term), rtol=1e-4, atol=1e-4)
 
 
+def test_vaegan_beta_weighs_only_the_encoders_prior_term():
+    _, _, plain = _vaegan_and_losses(gamma=0.5)
+    _, _, weighted = _vaegan_and_losses(gamma=0.5, beta=16.0)
+    torch.testing.assert_close(weighted.prior, plain.prior)
+    torch.testing.assert_close(weighted.encoder, 16.0 * plain.prior + plain.llike)
+    torch.testing.assert_close(weighted.decoder, plain.decoder)
+    torch.testing.assert_close(weighted.discriminator, plain.discriminator)
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        _vaegan_and_losses(beta=-1.0)
+
+
 def test_vaegan_rejects_unknown_decoder_gan_kind():
     with pytest.raises(ValueError, match="decoder_gan_kind must be one of"):
         _vaegan_and_losses(decoder_gan_kind="wgan")

@@ -172,6 +172,17 @@ def test_vaegan_steps_every_network_under_mixed_precision(tmp_path, amp):
         assert any(not torch.equal(a, b) for a, b in zip(before[name], net.parameters())), name
 
 
+def test_vae_beta_weighs_the_vaegan_encoders_prior_term(tmp_path):
+    # Same seed, same batches: only the encoder's loss changes, by (beta - 1) * KL.
+    steps = {beta: make_trainer(config(tmp_path, "vaegan", vae_beta=beta, name=f"b{beta}")) for beta in (1.0, 4.0)}
+    first = {beta: trainer.train_step(trainer.real_batches()) for beta, trainer in steps.items()}
+    assert torch.equal(first[1.0]["kl"], first[4.0]["kl"]) and torch.equal(first[1.0]["llike"], first[4.0]["llike"])
+    encoders = {beta: [p.detach() for p in t.networks["encoder"].parameters()] for beta, t in steps.items()}
+    decoders = {beta: [p.detach() for p in t.networks["decoder"].parameters()] for beta, t in steps.items()}
+    assert any(not torch.equal(a, b) for a, b in zip(encoders[1.0], encoders[4.0]))
+    assert all(torch.equal(a, b) for a, b in zip(decoders[1.0], decoders[4.0]))
+
+
 def test_user_npy_sequences_train_rvae_and_record_their_length(tmp_path):
     data = np.random.default_rng(0).uniform(0, 1, size=(40, 7, 2)).astype(np.float32)
     np.save(tmp_path / "seq.npy", data)

@@ -79,7 +79,7 @@ class VAEGANLosses:
     torch.autograd.grad per network), since e.g. the encoder's loss also depends on the decoder.
     """
 
-    encoder: torch.Tensor        # L_prior + L_llike^Dis_l
+    encoder: torch.Tensor        # beta * L_prior + L_llike^Dis_l
     decoder: torch.Tensor        # gamma * L_llike^Dis_l - L_GAN (as the chosen generator GAN loss)
     discriminator: torch.Tensor  # L_GAN as the discriminator's loss
     prior: torch.Tensor          # L_prior = KL(q(z|x) || N(0, I)), batch mean
@@ -92,7 +92,7 @@ class VAEGANLosses:
 
 def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | None = None,
                   gamma: float = 1.0, decoder_gan_kind: str = "ns", eps: torch.Tensor | None = None,
-                  z_prior: torch.Tensor | None = None) -> VAEGANLosses:
+                  z_prior: torch.Tensor | None = None, beta: float = 1.0) -> VAEGANLosses:
     """The losses of one VAE-GAN step on real images x in [-1, 1] (Larsen et al. 2016, sec. 2.2 and Algorithm 1).
 
     L_prior = KL(q(z|x) || p(z)).
@@ -104,9 +104,14 @@ def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | N
     (default) replaces it by the non-saturating -log Dis(.), which has the same fixed point and does not
     vanish while the discriminator wins; "saturating" keeps the paper's form.
     gamma weighs reconstruction against fooling the discriminator in the decoder's loss (sec. 2.3).
+    beta weighs L_prior in the encoder's loss (1: the paper). L_llike^Dis_l is a sum over every Dis_l feature,
+    not a calibrated likelihood, so it can dwarf L_prior and leave q(z|x) far from the prior the samples are
+    drawn from; beta > 1 pulls it back.
     The noise of x_recon (eps, as in reparameterize) and x_prior (z_prior, (N, z_dim)) is drawn from
     `generator` unless given.
     """
+    if beta < 0:
+        raise ValueError(f"vaegan_losses: beta must be >= 0; got {beta}")
     if decoder_gan_kind not in DECODER_GAN_KINDS:
         raise ValueError(f"vaegan_losses: decoder_gan_kind must be one of {', '.join(DECODER_GAN_KINDS)}; "
                          f"got {decoder_gan_kind!r}")
@@ -133,7 +138,7 @@ def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | N
            + binary_cross_entropy_with_logits(l_recon, torch.zeros_like(l_recon))
            + binary_cross_entropy_with_logits(l_prior, torch.zeros_like(l_prior)))
     decoder_gan = g_loss(l_recon, decoder_gan_kind) + g_loss(l_prior, decoder_gan_kind)
-    return VAEGANLosses(encoder=prior + llike, decoder=gamma * llike + decoder_gan, discriminator=gan,
+    return VAEGANLosses(encoder=beta * prior + llike, decoder=gamma * llike + decoder_gan, discriminator=gan,
                         prior=prior, llike=llike, gan=gan)
 
 

@@ -68,7 +68,7 @@ class TrainConfig:
     compile: bool = _f(False, "torch.compile G and D")
     # Other families
     vae_width: int = _f(32, "vae, vaegan: channels of the encoder's first and the decoder's last hidden block (DCGAN layout)")
-    vae_beta: float = _f(1.0, "vae, rvae: weight of the KL term (1: the ELBO; otherwise a beta-VAE)")
+    vae_beta: float = _f(1.0, "vae, rvae, vaegan: weight of the KL term (1: the ELBO; otherwise a beta-VAE)")
     vae_likelihood: str = _f("auto", "vae, rvae: p(x|z); auto is bernoulli for images, gaussian for sequences",
                              ("auto", *LIKELIHOODS))
     vae_sigma: float = _f(0.1, "vae, rvae: standard deviation of the gaussian likelihood")

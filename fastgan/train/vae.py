@@ -149,7 +149,8 @@ class VAEGANTrainer(ImageFamilyTrainer):
         self.batches_seen += 1
         with self.autocast():
             eps, z_prior = self.shared_noise(len(x), self.config.z_dim), self.shared_noise(len(x), self.config.z_dim)
-            losses = vaegan_losses(self.model, x, None, self.config.vaegan_gamma, self.config.g_loss, eps, z_prior)
+            losses = vaegan_losses(self.model, x, None, self.config.vaegan_gamma, self.config.g_loss, eps, z_prior,
+                                   self.config.vae_beta)
         # With fp16 each network's loss is scaled by its own GradScaler, which unscales in apply_gradients.
         scaled = dataclasses.replace(losses, **{name: self.scalers[name].scale(loss.float())
                                                 for name, loss in losses.per_network().items()})
