@@ -4,12 +4,12 @@
 
 Each process count runs the same training configuration on torch.distributed (gloo on the CPU, nccl on
 CUDA, one GPU per process), one torch thread per process on the CPU. The time of `--steps` training steps
-after `--warmup` steps is taken on every rank (the slowest counts); images/s counts the global batch.
-Scaling efficiency = (images/s with N processes) / (N x images/s with one). For N > 1 the same N processes
-also run at once without a process group (each its own 1-process training): their summed images/s is what
-the machine gives N processes before any communication, so the gap to it is the cost of data parallelism
-itself, apart from cores, caches and memory bandwidth the processes share. Writes
-bench/results/ddp-<device>-<date>.md.
+after `--warmup` steps runs from the first rank's start to the last rank's end; images/s counts the global
+batch. Scaling efficiency = (images/s with N processes) / (N x images/s with one). For N > 1 the same N
+processes also run at once without a process group (each its own 1-process training, its own GPU on CUDA,
+timed steps started together): their images over the same span are what the machine gives N processes
+before any communication, so the gap to it is the cost of data parallelism itself, apart from cores, caches
+and memory bandwidth the processes share. Writes bench/results/ddp-<device>-<date>.md.
 """
 from __future__ import annotations
 
@@ -35,12 +35,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, args, out: str, independent: bool = False) -> None:
+def _worker(rank: int, world_size: int, port: int, args, out: str, start_together=None) -> None:
     from fastgan.train import TrainConfig, make_trainer
     from fastgan.train.distributed import Distributed
 
+    independent = start_together is not None
     if independent:  # a 1-process run of its own, in its own directory, beside the others
         out = os.path.join(out, str(rank))
+        if args.device.startswith("cuda"):
+            # Its own GPU, as in the data-parallel run (set before CUDA is initialised in this process).
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(rank)
         rank, world_size = 0, 1
         os.makedirs(out)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
@@ -56,16 +60,20 @@ def _worker(rank: int, world_size: int, port: int, args, out: str, independent: 
         for _ in range(args.warmup):
             trainer.train_step(batches)
         _sync(trainer.device, dist)
-        start = time.perf_counter()
+        if independent:
+            start_together.wait()
+        start = time.time()
         for _ in range(args.steps):
             trainer.train_step(batches)
         _sync(trainer.device, dist)
-        elapsed = torch.tensor([time.perf_counter() - start], dtype=torch.float64)
+        # Wall-clock stamps, so independent processes can be put on one time line.
+        first_start, last_end = (torch.tensor([t], dtype=torch.float64) for t in (start, time.time()))
         if dist.enabled:
-            torch_dist.all_reduce(elapsed, op=torch_dist.ReduceOp.MAX)
+            torch_dist.all_reduce(first_start, op=torch_dist.ReduceOp.MIN)
+            torch_dist.all_reduce(last_end, op=torch_dist.ReduceOp.MAX)
         if dist.is_main:
-            with open(os.path.join(out, "seconds"), "w") as f:
-                f.write(str(elapsed.item()))
+            with open(os.path.join(out, "span"), "w") as f:
+                f.write(f"{first_start.item()} {last_end.item()}")
 
 
 def _sync(device: torch.device, dist) -> None:
@@ -75,15 +83,18 @@ def _sync(device: torch.device, dist) -> None:
 
 
 def run(world_size: int, args, independent: bool = False) -> float:
-    """Global images per second of `world_size` processes (summed over independent ones)."""
+    """Global images per second of `world_size` processes: all images over the time from the first process's
+    start to the last one's end (independent processes start their timed steps together)."""
+    start_together = mp.get_context("spawn").Barrier(world_size) if independent else None
     with tempfile.TemporaryDirectory() as out:
-        mp.spawn(_worker, args=(world_size, _free_port(), args, out, independent), nprocs=world_size)
+        mp.spawn(_worker, args=(world_size, _free_port(), args, out, start_together), nprocs=world_size)
         dirs = [os.path.join(out, str(r)) for r in range(world_size)] if independent else [out]
-        seconds = []
+        spans = []
         for d in dirs:
-            with open(os.path.join(d, "seconds")) as f:
-                seconds.append(float(f.read()))
-    return sum(args.steps * args.batch_size * (1 if independent else world_size) / s for s in seconds)
+            with open(os.path.join(d, "span")) as f:
+                spans.append([float(t) for t in f.read().split()])
+    seconds = max(end for _, end in spans) - min(start for start, _ in spans)
+    return args.steps * args.batch_size * world_size / seconds
 
 
 def main(argv=None) -> None:

@@ -11,6 +11,7 @@ import argparse
 import datetime
 import platform
 import sys
+from pathlib import Path
 
 import torch
 
@@ -36,7 +37,7 @@ def main(argv=None) -> None:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
-    p.add_argument("--out", default="bench/results")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"), help="results folder")
     args = p.parse_args(argv)
 
     rows = []

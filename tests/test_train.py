@@ -160,6 +160,7 @@ def test_wgan_gp_step_reports_the_penalty(tmp_path):
         (dict(d_loss="kl"), "d_loss: must be one of"),
         (dict(amp="fp8"), "amp: must be bf16, fp16 or none"),
         (dict(batch_size=0), "batch_size: must be >= 1"),
+        (dict(seed=-1), "seed: must be >= 0"),
         (dict(label_smoothing=0.1, d_loss="hinge"), "applies to d_loss=bce only"),
     ],
 )

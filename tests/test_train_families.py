@@ -155,7 +155,7 @@ def test_seqgan_evaluation_reports_the_oracle_floor(tmp_path):
 def test_rgan_evaluation_reports_sequence_distances(tmp_path):
     trainer = make_trainer(config(tmp_path, "rgan"))
     result = trainer.evaluate()
-    assert set(result) == {"fid", "kid", "kid_std", "freq_w1", "amp_w1", "sine_r2"}
+    assert set(result) == {"n", "fid", "kid", "kid_std", "freq_w1", "amp_w1", "sine_r2"}
     assert result["fid"] > 0 and 0 <= result["sine_r2"] <= 1
 
 
@@ -273,19 +273,28 @@ def test_sequence_plots_draw_one_panel_per_sequence():
 
 
 @pytest.mark.parametrize("family", ["rgan", "rvae", "seqgan"])
-def test_eval_of_a_sequence_run_scores_the_checkpoint_as_training_does(runs, family):
+def test_eval_of_a_sequence_run_scores_the_checkpoint_as_training_did(tmp_path, family):
     from fastgan.metrics import evaluate_checkpoint
 
-    cfg = TrainConfig.from_dict(load_checkpoint(runs[family])["config"])
-    result = evaluate_checkpoint(runs[family], n=64, seed=cfg.seed)
+    run = train(config(tmp_path, family, steps=4, eval_every=4, eval_n=48, name=family))
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    during_training = [row["eval"] for row in logged if "eval" in row]
+    assert len(during_training) == 1 and during_training[0]["n"] == 48
+    seed = TrainConfig.from_dict(load_checkpoint(run)["config"]).seed
+    result = evaluate_checkpoint(run, n=48, seed=seed)
     assert result.pop("step") == 4
-    # What the trainer's own evaluation (--eval-every) reports for the same checkpoint and samples.
-    trainer = make_trainer(TrainConfig.from_dict({**cfg.to_dict(), "eval_n": 64}))
-    trainer.load_state_dict(load_checkpoint(runs[family]))
-    assert result == trainer.evaluate()
-    other_seed = evaluate_checkpoint(runs[family], n=64, seed=cfg.seed + 1)
+    # The run's own seed and n reproduce, from the checkpoint, what --eval-every wrote to metrics.jsonl.
+    assert result == during_training[0]
+    other_seed = evaluate_checkpoint(run, n=48, seed=seed + 1)
     assert other_seed["step"] == 4 and other_seed != {"step": 4, **result}
     with pytest.raises(ValueError, match=f"a {family} run is scored with its own metrics"):
-        evaluate_checkpoint(runs[family], ["fid"], n=64)
+        evaluate_checkpoint(run, ["fid"], n=48)
     with pytest.raises(ValueError, match="--dataset applies to image and point runs"):
-        evaluate_checkpoint(runs[family], n=64, dataset="digits")
+        evaluate_checkpoint(run, n=48, dataset="digits")
+
+
+def test_eval_of_a_sequence_run_says_when_the_training_set_caps_n(runs, capsys):
+    main(["eval", "--ckpt", str(runs["rgan"]), "--n", "100"])  # the run has 64 training sequences
+    assert "n        64 (the run's training set has 64 sequences)" in capsys.readouterr().out
+    row = json.loads((runs["rgan"] / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["eval"]["n"] == 64

@@ -190,7 +190,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--metrics", default=None,
                         help=f"comma-separated, from {','.join(METRICS)} (default: {','.join(IMAGE_DEFAULT)} for images, "
                              f"{','.join(TOY_DEFAULT)} for toy 2D data)")
-    parser.add_argument("--n", type=int, default=10000, help="number of generated samples")
+    parser.add_argument("--n", type=int, default=10000, help="number of generated samples (default: 10000)")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -208,12 +208,16 @@ def run_eval(args: argparse.Namespace) -> dict[str, float]:
     result = evaluate_checkpoint(args.ckpt, metrics, n=args.n, batch_size=args.batch_size, device=args.device,
                                  seed=args.seed, extractor=args.extractor, dataset=args.dataset)
     step = result.pop("step")
+    # A sequence run scores at most as many samples as its training set holds, and says how many.
+    n = result.pop("n", args.n)
     width = max(len(k) for k in result)
     print(f"{'step':<{width}}  {step}")
+    if n != args.n:
+        print(f"{'n':<{width}}  {n} (the run's training set has {n} sequences)")
     for key, value in result.items():
         print(f"{key:<{width}}  {value:.6g}")
     log = run_directory(args.ckpt) / "metrics.jsonl"
-    line = json.dumps({"step": step, "eval": {"n": args.n, **result}})
+    line = json.dumps({"step": step, "eval": {"n": n, **result}})
     with open(log, "a", encoding="utf-8") as f:
         f.write(line + "\n")
         f.flush()

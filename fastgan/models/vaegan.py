@@ -125,6 +125,8 @@ def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | N
         z_prior = torch.randn(n, model.z_dim, generator=generator, device=x.device, dtype=x.dtype)
     elif z_prior.shape != (n, model.z_dim):
         raise ValueError(f"vaegan_losses: z_prior has shape {tuple(z_prior.shape)}, expected {(n, model.z_dim)}")
+    else:
+        z_prior = z_prior.to(device=x.device, dtype=x.dtype)
     x_prior = model.decoder(z_prior)
 
     # One discriminator pass over the three batches keeps batch-norm statistics shared between them.

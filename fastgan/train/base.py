@@ -11,6 +11,7 @@ import contextlib
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -109,8 +110,9 @@ class BaseTrainer:
         if self._rank_rng_step != self.step:
             if self._rank_rng is None:
                 self._rank_rng = torch.Generator(self.device)
-            seed = (self.config.seed * 1_000_003 + self.step) * 4099 + self.dist.rank
-            self._rank_rng.manual_seed(seed % 2**63)
+            # Hashed, so no (seed, step, rank) meets another's stream or the shared generator's (seeded `seed`).
+            key = np.random.SeedSequence([self.config.seed, self.step, self.dist.rank])
+            self._rank_rng.manual_seed(int(key.generate_state(1, np.uint64)[0]) >> 1)
             self._rank_rng_step = self.step
         return self._rank_rng
 
@@ -131,7 +133,8 @@ class BaseTrainer:
         Policy for non-finite values: the update is skipped (with fp16 the loss scale is also lowered, as
         GradScaler does for overflows), a warning names the step and network, and after
         config.max_nonfinite skipped updates in a row training stops with NonFiniteError. The check costs one
-        host synchronisation per update. With fp16, overflowing gradients under a finite loss are the loss
+        host synchronisation per update (two with several processes, which also read which parameters had a
+        gradient on some rank). With fp16, overflowing gradients under a finite loss are the loss
         scaler's normal business and do not count.
         """
         optimizer, scaler = self.optimizers[name], self.scalers[name]

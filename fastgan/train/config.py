@@ -126,6 +126,8 @@ class TrainConfig:
                      "max_nonfinite"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
+        if self.seed < 0:
+            bad("seed", "must be >= 0")
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 bad(name, "must be > 0")

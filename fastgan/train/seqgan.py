@@ -144,12 +144,12 @@ class SeqGANTrainer(BaseTrainer):
 
     def evaluate(self, seed: int | None = None) -> dict[str, float]:
         """oracle_nll of eval_n generated sequences (per sequence and per token) and data_oracle_nll, the
-        oracle's NLL of as many of its own sequences (the floor a perfect generator would reach). `seed`
-        draws the generated ones (default: the run's seed, as during training)."""
+        oracle's NLL of as many of its own sequences (the floor a perfect generator would reach), and "n", the
+        number generated. `seed` draws the generated ones (default: the run's seed, as during training)."""
         cfg = self.config
         nll = float(self.generated_oracle_nll(cfg.eval_n, seed))
         data_nll = float(oracle_nll(self.oracle, self.data[:cfg.eval_n].to(self.device)))
-        return {"oracle_nll": nll, "oracle_nll_per_token": nll / cfg.seq_len, "data_oracle_nll": data_nll}
+        return {"n": cfg.eval_n, "oracle_nll": nll, "oracle_nll_per_token": nll / cfg.seq_len, "data_oracle_nll": data_nll}
 
     @staticmethod
     def sampler_from(networks: dict[str, nn.Module]) -> nn.Module:

@@ -102,12 +102,13 @@ class SequenceFamilyTrainer(BaseTrainer):
 
     def evaluate(self, seed: int | None = None) -> dict[str, float]:
         """sequence_metrics of config.eval_n generated sequences against as many training sequences, both
-        drawn with `seed` (default: the run's seed, as during training)."""
+        drawn with `seed` (default: the run's seed, as during training), and "n", the number scored: at most
+        the size of the training set."""
         cfg = self.config
         seed = cfg.seed if seed is None else seed
         n = min(cfg.eval_n, len(self.data))
         real = torch.from_numpy(self.data[np.random.default_rng(seed).choice(len(self.data), n, replace=False)])
-        return sequence_metrics(real, self._generate(n, seed).float(), cfg.dataset == "sines", seed)
+        return {"n": n, **sequence_metrics(real, self._generate(n, seed).float(), cfg.dataset == "sines", seed)}
 
 
 class RGANTrainer(SequenceFamilyTrainer):
