@@ -19,11 +19,16 @@ void to_float32(const std::uint8_t* __restrict src, float* __restrict dst, std::
                 float offset) {
   std::size_t k = 0;
 #if defined(__SSE2__)
-  // A float32 batch is four times the bytes it is made from and larger than the caches, so plain stores
-  // first read every destination line in (read-for-ownership). Streaming stores skip that read; they
-  // need 16-byte aligned destinations (batch buffers and samples are) and an sfence before the batch
-  // is handed to another thread (fence_streaming_stores).
-  if (reinterpret_cast<std::uintptr_t>(dst) % 16 == 0) {
+  // A float32 batch is four times the bytes it is made from; at the sizes the loader is built for (256
+  // RGB images of 32-64 px: 3-12 MiB) it is larger than the caches, so plain stores first read every
+  // destination line in (read-for-ownership). Streaming stores skip that read. A batch that would fit in
+  // cache (e.g. 64 KiB of 16-px digits) is written past it too, which costs its consumer a memory read.
+  // They need 16-byte aligned destinations (the batch buffer is; a sample starts at one only when C*H*W
+  // is a multiple of 4, hence the scalar head) and an sfence before the batch is handed to another
+  // thread (fence_streaming_stores).
+  for (; k < n && reinterpret_cast<std::uintptr_t>(dst + k) % 16 != 0; ++k)
+    dst[k] = float(src[k]) * scale + offset;
+  {
     const __m128 s = _mm_set1_ps(scale), o = _mm_set1_ps(offset);
     const __m128i zero = _mm_setzero_si128();
     for (; k + 16 <= n; k += 16) {
