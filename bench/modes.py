@@ -1,13 +1,14 @@
 """Mode coverage on the 2D mixtures: plain GAN vs the stability toolkit, over several seeds.
 
     python -m bench.modes [--datasets ring8,grid25] [--seeds 0,1] [--steps 20000] [--jobs 2]
+                          [--configs plain,pacgan,r1,sn,mbstd,noise,smoothing,wgangp] [--mlp-hidden 256,256]
 
 Each configuration trains an MLP GAN with `fastgan train` (CPU, one thread per run, no EMA: averaging the
 weights of a generator that hops between modes puts its samples between them) and scores 2,000 samples
 with `fastgan.metrics.mode_coverage`: modes captured (a mode counts when at least 0.8% of the samples,
 20 of 2,500 as in VEEGAN/PacGAN, lie within 3 std of it), high-quality share (samples within 3 std of a centre),
-and KL(mode histogram || uniform). Writes bench/results/modes-cpu-<date>-<steps>steps.md with mean and range over
-seeds. The defaults take about 75 minutes on 2 cores; at 2,000 steps no configuration has yet gathered its
+and KL(mode histogram || uniform). Writes bench/results/modes-cpu-<date>-<steps>steps[-mlpWxW...].md with mean
+and range over seeds. The defaults take about 75 minutes on 2 cores; at 2,000 steps no configuration has yet gathered its
 samples onto the modes, so shorter runs rank nothing.
 """
 from __future__ import annotations
@@ -26,16 +27,17 @@ import torch
 
 from bench.system import cpu_model, write_result
 
+# Short key: (label, options).
 CONFIGS = {
-    "plain (BCE, non-saturating)": [],
-    "PacGAN, pac=4": ["--pac", "4"],
-    "R1, gamma=0.1 (lazy, every 16)": ["--r1-gamma", "0.1"],
-    "spectral norm": ["--spectral-norm"],
-    "minibatch std": ["--mbstd"],
-    "instance noise 0.1": ["--instance-noise", "0.1"],
-    "label smoothing 0.1": ["--label-smoothing", "0.1"],
-    "WGAN-GP, n_critic 5": ["--d-loss", "wgan", "--g-loss", "wgan", "--gp-weight", "0.1", "--n-critic", "5",
-                            "--beta1", "0", "--beta2", "0.9", "--lr-d", "1e-4", "--lr-g", "1e-4"],
+    "plain": ("plain (BCE, non-saturating)", []),
+    "pacgan": ("PacGAN, pac=4", ["--pac", "4"]),
+    "r1": ("R1, gamma=0.1 (lazy, every 16)", ["--r1-gamma", "0.1"]),
+    "sn": ("spectral norm", ["--spectral-norm"]),
+    "mbstd": ("minibatch std", ["--mbstd"]),
+    "noise": ("instance noise 0.1", ["--instance-noise", "0.1"]),
+    "smoothing": ("label smoothing 0.1", ["--label-smoothing", "0.1"]),
+    "wgangp": ("WGAN-GP, n_critic 5", ["--d-loss", "wgan", "--g-loss", "wgan", "--gp-weight", "0.1", "--n-critic",
+                                       "5", "--beta1", "0", "--beta2", "0.9", "--lr-d", "1e-4", "--lr-g", "1e-4"]),
 }
 BASE = ["--model", "mlp", "--ema-decay", "0", "--threads", "1", "--no-progress", "--sample-every", "100000",
         "--ckpt-every", "100000", "--log-every", "1000"]
@@ -64,11 +66,18 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {','.join(CONFIGS)}")
+    parser.add_argument("--mlp-hidden", default="256,256", help="hidden widths of G and D (fastgan train's option)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     datasets, seeds = args.datasets.split(","), [int(s) for s in args.seeds.split(",")]
+    keys = args.configs.split(",")
+    unknown = [k for k in keys if k not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    configs = {CONFIGS[k][0]: ["--mlp-hidden", args.mlp_hidden, *CONFIGS[k][1]] for k in keys}
 
-    jobs = [(d, name, extra, s) for d in datasets for name, extra in CONFIGS.items() for s in seeds]
+    jobs = [(d, name, extra, s) for d in datasets for name, extra in configs.items() for s in seeds]
     with tempfile.TemporaryDirectory() as out, ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda j: run_one(*j, args.steps, out), jobs))
 
@@ -77,7 +86,7 @@ def main(argv=None) -> None:
         lines += [f"### {dataset}", "",
                   "| configuration | modes captured (mean; per seed) | high-quality samples % (mean) | KL to uniform (mean) |",
                   "|---|---|---|---|"]
-        for name in CONFIGS:
+        for name in configs:
             rows = [r for j, r in zip(jobs, results) if j[0] == dataset and j[1] == name]
             modes = [r["modes"] for r in rows]
             hq = statistics.mean(100 * r["high_quality"] for r in rows)
@@ -99,14 +108,15 @@ def main(argv=None) -> None:
         f"- command: `{command.strip()}`",
         f"- torch {torch.__version__}, python {platform.python_version()}",
         f"- every run: `fastgan train --dataset D --steps {args.steps} --seed S {' '.join(BASE)}` plus the options "
-        "below (MLP 256-256, batch 64, Adam 2e-4, beta 0.5/0.999 unless stated); 2,000 samples of the final G "
-        "(no EMA) scored by `fastgan.metrics.mode_coverage`; seeds " + ", ".join(map(str, seeds)),
+        f"below (MLP hidden widths {args.mlp_hidden}, batch 64, Adam 2e-4, beta 0.5/0.999 unless stated); 2,000 "
+        "samples of the final G (no EMA) scored by `fastgan.metrics.mode_coverage`; seeds " + ", ".join(map(str, seeds)),
         "",
-        *[f"- {name}: `{' '.join(extra) or '(defaults)'}`" for name, extra in CONFIGS.items()],
+        *[f"- {CONFIGS[k][0]}: `{' '.join(CONFIGS[k][1]) or '(defaults)'}`" for k in keys],
         "",
         *lines,
     ])
-    write_result(f"modes-cpu-{date}-{args.steps}steps.md", text)
+    widths = "" if args.mlp_hidden == "256,256" else "-mlp" + args.mlp_hidden.replace(",", "x")
+    write_result(f"modes-cpu-{date}-{args.steps}steps{widths}.md", text)
 
 
 if __name__ == "__main__":
