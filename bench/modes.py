@@ -115,7 +115,7 @@ def main(argv=None) -> None:
         "",
         *lines,
     ])
-    widths = "" if args.mlp_hidden == "256,256" else "-mlp" + args.mlp_hidden.replace(",", "x")
+    widths = "" if args.mlp_hidden == parser.get_default("mlp_hidden") else "-mlp" + args.mlp_hidden.replace(",", "x")
     write_result(f"modes-cpu-{date}-{args.steps}steps{widths}.md", text)
 
 

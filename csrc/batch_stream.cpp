@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <stdexcept>
 
+#if defined(__linux__)
+#include <pthread.h>
+#endif
+
 namespace fastgan {
 
 std::unique_ptr<std::uint8_t[]> BufferPool::acquire() {
@@ -54,7 +58,13 @@ BatchStream::BatchStream(StreamSpec spec)
       slots_(spec_.prefetch),
       scratch_(spec_.num_threads, std::vector<std::uint8_t>(scratch_size(spec_.width))) {
   workers_.reserve(spec_.num_threads);
-  for (auto& row : scratch_) workers_.emplace_back([this, &row] { work(row.data()); });
+  for (auto& row : scratch_) {
+    workers_.emplace_back([this, &row] { work(row.data()); });
+#if defined(__linux__)
+    // Named before the constructor returns, for thread listings (top -H, py-spy, /proc/PID/task/*/comm).
+    pthread_setname_np(workers_.back().native_handle(), "fastgan-loader");
+#endif
+  }
 }
 
 BatchStream::~BatchStream() { close(); }

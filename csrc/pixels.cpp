@@ -28,17 +28,15 @@ void to_float32(const std::uint8_t* __restrict src, float* __restrict dst, std::
   // thread (fence_streaming_stores).
   for (; k < n && reinterpret_cast<std::uintptr_t>(dst + k) % 16 != 0; ++k)
     dst[k] = float(src[k]) * scale + offset;
-  {
-    const __m128 s = _mm_set1_ps(scale), o = _mm_set1_ps(offset);
-    const __m128i zero = _mm_setzero_si128();
-    for (; k + 16 <= n; k += 16) {
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k));
-      const __m128i lo = _mm_unpacklo_epi8(bytes, zero), hi = _mm_unpackhi_epi8(bytes, zero);
-      const __m128i words[4] = {_mm_unpacklo_epi16(lo, zero), _mm_unpackhi_epi16(lo, zero),
-                                _mm_unpacklo_epi16(hi, zero), _mm_unpackhi_epi16(hi, zero)};
-      for (int q = 0; q < 4; ++q)  // mul then add: two roundings, as NumPy does
-        _mm_stream_ps(dst + k + 4 * q, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(words[q]), s), o));
-    }
+  const __m128 s = _mm_set1_ps(scale), o = _mm_set1_ps(offset);
+  const __m128i zero = _mm_setzero_si128();
+  for (; k + 16 <= n; k += 16) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k));
+    const __m128i lo = _mm_unpacklo_epi8(bytes, zero), hi = _mm_unpackhi_epi8(bytes, zero);
+    const __m128i words[4] = {_mm_unpacklo_epi16(lo, zero), _mm_unpackhi_epi16(lo, zero),
+                              _mm_unpacklo_epi16(hi, zero), _mm_unpackhi_epi16(hi, zero)};
+    for (int q = 0; q < 4; ++q)  // mul then add: two roundings, as NumPy does
+      _mm_stream_ps(dst + k + 4 * q, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(words[q]), s), o));
   }
 #endif
   for (; k < n; ++k) dst[k] = float(src[k]) * scale + offset;

@@ -1,5 +1,6 @@
 """Training the other families through train(): VAE, VAE-GAN, recurrent GAN and VAE, SeqGAN."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -293,8 +294,9 @@ def test_eval_of_a_sequence_run_scores_the_checkpoint_as_training_did(tmp_path, 
         evaluate_checkpoint(run, n=48, dataset="digits")
 
 
-def test_eval_of_a_sequence_run_says_when_the_training_set_caps_n(runs, capsys):
-    main(["eval", "--ckpt", str(runs["rgan"]), "--n", "100"])  # the run has 64 training sequences
+def test_eval_of_a_sequence_run_says_when_the_training_set_caps_n(runs, tmp_path, capsys):
+    run = shutil.copytree(runs["rgan"], tmp_path / "rgan")  # eval appends to metrics.jsonl: keep the shared run as is
+    main(["eval", "--ckpt", str(run), "--n", "100"])  # the run has 64 training sequences
     assert "n        64 (the run's training set has 64 sequences)" in capsys.readouterr().out
-    row = json.loads((runs["rgan"] / "metrics.jsonl").read_text().splitlines()[-1])
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["eval"]["n"] == 64

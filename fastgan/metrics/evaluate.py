@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -141,9 +142,10 @@ def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 25
     Returns the metrics with "step" (the checkpoint's training step) added.
     """
     from fastgan.train import load_generator
+    from fastgan.train.config import ALL_SEQUENCE_MODELS
 
     generator, config, step = load_generator(ckpt, ema=True)
-    if getattr(config, "model", None) in SEQUENCE_FAMILIES:
+    if getattr(config, "model", None) in ALL_SEQUENCE_MODELS:
         return {"step": step, **_evaluate_sequence_run(ckpt, config, metrics, n, device, seed, dataset)}
     result = evaluate_generator(generator, config.dataset if dataset is None else dataset,
                                 getattr(config, "resolution", None), config.z_dim, metrics, n, batch_size, device, seed,
@@ -151,14 +153,9 @@ def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 25
     return {"step": step, **result}
 
 
-SEQUENCE_FAMILIES = ("rgan", "rvae", "seqgan")
-
-
 def _evaluate_sequence_run(ckpt, config, metrics, n: int, device, seed: int, dataset) -> dict[str, float]:
     """A sequence run's own metrics (what --eval-every logs): sequence_metrics for rgan / rvae, the oracle's
     NLL for seqgan, on n samples of the checkpoint's sampling network (EMA where there is one)."""
-    import dataclasses
-
     from fastgan.train import load_checkpoint, make_trainer
 
     if metrics:
@@ -170,6 +167,7 @@ def _evaluate_sequence_run(ckpt, config, metrics, n: int, device, seed: int, dat
     # The run's own seed rebuilds its training data (and seqgan's oracle); `seed` draws the samples.
     config = dataclasses.replace(config, eval_n=n, device=str(device), progress=False)
     trainer = make_trainer(config)
+    # The trainer needs the whole checkpoint (every network, the EMA), not only the sampler read above.
     trainer.load_state_dict(load_checkpoint(ckpt, map_location=device))
     return trainer.evaluate(seed)
 

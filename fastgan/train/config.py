@@ -16,6 +16,8 @@ GAN_MODELS = ("dcgan", "mlp")
 AMP_MODES = ("bf16", "fp16")
 DIFFAUG_POLICIES = ("color", "translation", "cutout")
 SEQUENCE_MODELS = ("rgan", "rvae")
+# Every model whose samples are sequences, continuous or tokens.
+ALL_SEQUENCE_MODELS = (*SEQUENCE_MODELS, "seqgan")
 SEQGAN_DISCRIMINATORS = ("lstm", "cnn")
 
 
@@ -68,7 +70,8 @@ class TrainConfig:
     compile: bool = _f(False, "torch.compile G and D")
     # Other families
     vae_width: int = _f(32, "vae, vaegan: channels of the encoder's first and the decoder's last hidden block (DCGAN layout)")
-    vae_beta: float = _f(1.0, "vae, rvae, vaegan: weight of the KL term (1: the ELBO; otherwise a beta-VAE)")
+    vae_beta: float = _f(1.0, "vae, rvae: weight of the KL term (1: the ELBO; otherwise a beta-VAE); vaegan: of the "
+                                  "KL term in the encoder's loss (1: Larsen et al.)")
     vae_likelihood: str = _f("auto", "vae, rvae: p(x|z); auto is bernoulli for images, gaussian for sequences",
                              ("auto", *LIKELIHOODS))
     vae_sigma: float = _f(0.1, "vae, rvae: standard deviation of the gaussian likelihood")
@@ -178,7 +181,7 @@ class TrainConfig:
             bad("dataset", f"model {self.model} trains on sequences: use sines or a .npy file of shape (N, T, F)")
         if self.model == "seqgan" and self.dataset != "oracle":
             bad("dataset", "model seqgan trains on the synthetic oracle task: use oracle")
-        if self.model not in (*SEQUENCE_MODELS, "seqgan") and (sequences or self.dataset == "oracle"):
+        if self.model not in ALL_SEQUENCE_MODELS and (sequences or self.dataset == "oracle"):
             bad("dataset", f"holds sequences, which model {self.model} does not train on: use --model rgan or rvae "
                            f"(sines, .npy) or seqgan (oracle)")
         if self.model in ("vae", "vaegan") and self.dataset in TOY_DATASETS:
@@ -187,7 +190,7 @@ class TrainConfig:
             for name in ("compile", "sync_bn"):
                 if getattr(self, name):
                     bad(name, f"is an option of the GAN models ({', '.join(GAN_MODELS)}), not of {self.model}")
-        if self.model in (*SEQUENCE_MODELS, "seqgan") and self.hflip:
+        if self.model in ALL_SEQUENCE_MODELS and self.hflip:
             bad("hflip", f"flips images; model {self.model} trains on sequences")
         if self.model in ("vae", "vaegan", "rvae"):
             if self.n_critic != 1:

@@ -149,7 +149,8 @@ class SeqGANTrainer(BaseTrainer):
         cfg = self.config
         nll = float(self.generated_oracle_nll(cfg.eval_n, seed))
         data_nll = float(oracle_nll(self.oracle, self.data[:cfg.eval_n].to(self.device)))
-        return {"n": cfg.eval_n, "oracle_nll": nll, "oracle_nll_per_token": nll / cfg.seq_len, "data_oracle_nll": data_nll}
+        return {"n": cfg.eval_n, "oracle_nll": nll, "oracle_nll_per_token": nll / cfg.seq_len,
+                "data_oracle_nll": data_nll}
 
     @staticmethod
     def sampler_from(networks: dict[str, nn.Module]) -> nn.Module:
