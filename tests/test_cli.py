@@ -77,6 +77,32 @@ def test_bad_values_get_a_one_line_error_not_a_traceback(tmp_path, capsys):
     assert "not valid TOML" in capsys.readouterr().err
 
 
-def test_bench_prints_images_per_second(capsys):
+def test_bench_prints_samples_per_second(capsys):
     assert main(["bench", *TINY, "--iters", "2", "--warmup", "1"]) == 0
-    assert "img/s" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "model=dcgan" in out and "samples/s" in out
+
+
+def test_version_names_the_implementation_of_each_layer(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fastgan ")
+    assert lines[1].startswith("fused ops: ") and lines[2].startswith("data loader: ")
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path, capsys):
+    assert main(["--debug", "train", "--steps", "0", "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().endswith("TrainConfig.steps: must be >= 1; got 0")
+
+
+def test_model_choices_and_help_come_from_the_family_declarations(capsys):
+    from fastgan.train.families import FAMILIES
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for declared in FAMILIES.values():
+        assert declared.name in out and " ".join(declared.summary.split()) in out

@@ -1,5 +1,4 @@
 """The dataset tool: every source kind round-trips byte for byte into a .fgd file."""
-import argparse
 import gzip
 import pickle
 import struct
@@ -10,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fastgan.data import PackedDataset, digits, prepare
-from fastgan.data.prepare import add_prepare_arguments, prepare_main, run_prepare
+from fastgan.cli import main
 
 
 def _rng_images(n, c, h, w, seed=0):
@@ -199,8 +198,7 @@ def test_bad_sources_raise_clearly(tmp_path, make, error, message):
 
 def test_command_line_entry(tmp_path, capsys):
     dst = tmp_path / "d.fgd"
-    assert prepare_main(["digits", str(dst), "--resolution", "8", "--no-progress"]) == 0
+    assert main(["prepare", "digits", str(dst), "--resolution", "8", "--no-progress"]) == 0
     assert "1797 images, 1x8x8" in capsys.readouterr().out
-    args = add_prepare_arguments(argparse.ArgumentParser()).parse_args(["digits", str(dst), "--center-crop",
-                                                                          "--no-progress"])
-    assert run_prepare(args) == 0 and PackedDataset(dst).shape == (1, 16, 16)
+    assert main(["prepare", "digits", str(dst), "--center-crop", "--no-progress"]) == 0
+    assert PackedDataset(dst).shape == (1, 16, 16)

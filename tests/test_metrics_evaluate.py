@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 import fastgan.metrics.features as features
-import fastgan.train
+import fastgan.train.evaluate
+from fastgan.cli import eval as eval_command
 from fastgan.data import prepare
 from fastgan.data.toy import ring8
-from fastgan.metrics import (FeatureStats, InceptionWeightsNotFound, add_eval_arguments, evaluate_checkpoint,
-                             evaluate_generator, fid, real_image_features, run_eval)
+from fastgan.metrics import FeatureStats, InceptionWeightsNotFound, evaluate_generator, fid, real_image_features
 from fastgan.metrics.evaluate import _image_extractor
+from fastgan.train.evaluate import evaluate_checkpoint
 
 # The module, not the function of the same name that fastgan.metrics exports.
 digits_module = importlib.import_module("fastgan.metrics.digits_classifier")
@@ -46,7 +47,8 @@ class DigitsNoise(nn.Module):
 def fake_checkpoint(monkeypatch, tmp_path):
     def install(generator, dataset, resolution=16):
         config = SimpleNamespace(dataset=dataset, resolution=resolution, z_dim=256, out_dir=str(tmp_path))
-        monkeypatch.setattr(fastgan.train, "load_generator", lambda path, ema=True: (generator, config, 1234))
+        monkeypatch.setattr(fastgan.train.evaluate, "load_generator",
+                            lambda path, ema=True, device="cpu": (generator, config, 1234))
         (tmp_path / "metrics.jsonl").write_text('{"step": 1000, "d_loss": 0.5}\n')
         return tmp_path
     return install
@@ -66,8 +68,9 @@ def test_toy_checkpoint_metrics_tell_good_from_collapsed(fake_checkpoint):
 
 def test_run_eval_prints_a_table_and_appends_a_json_line(fake_checkpoint, capsys):
     run = fake_checkpoint(MixtureGenerator(), "ring8")
-    args = add_eval_arguments(argparse.ArgumentParser()).parse_args(["--ckpt", str(run), "--metrics", "fid,modes", "--n", "500"])
-    run_eval(args)
+    parser = argparse.ArgumentParser()
+    eval_command.add_arguments(parser)
+    eval_command.run(parser.parse_args(["--ckpt", str(run), "--metrics", "fid,modes", "--n", "500"]))
     out = capsys.readouterr().out
     assert "fid" in out and "modes" in out and "1234" in out
     lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -259,8 +262,9 @@ def test_missing_fgd_file_is_named_and_dataset_can_be_overridden(fake_checkpoint
     run = fake_checkpoint(NoiseImages((3, 8, 8)), str(tmp_path / "moved-away.fgd"))
     with pytest.raises(FileNotFoundError, match="moved-away.fgd.*not found.*--dataset"):
         evaluate_checkpoint(run, n=100, extractor=PoolExtractor())
-    args = add_eval_arguments(argparse.ArgumentParser()).parse_args(
-        ["--ckpt", str(run), "--dataset", os.fspath(path), "--metrics", "fid", "--n", "100"])
+    parser = argparse.ArgumentParser()
+    eval_command.add_arguments(parser)
+    args = parser.parse_args(["--ckpt", str(run), "--dataset", os.fspath(path), "--metrics", "fid", "--n", "100"])
     assert args.dataset == os.fspath(path)
     result = evaluate_checkpoint(run, metrics=("fid",), n=100, extractor=PoolExtractor(), dataset=path)
     assert result["fid"] > 0

@@ -170,7 +170,7 @@ def test_config_rejects_bad_values(overrides, message):
 
 
 def test_points_dataset_needs_the_mlp_model(tmp_path):
-    with pytest.raises(ValueError, match="use --model mlp"):
+    with pytest.raises(ValueError, match="models for points: mlp"):
         Trainer(small(tmp_path, dataset="ring8", model="dcgan"))
 
 

@@ -211,18 +211,20 @@ def test_npy_length_must_match_seq_len(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(model="rgan"), "model rgan trains on sequences: use sines or a .npy"),
-    (dict(model="rvae", dataset="oracle"), "model rvae trains on sequences"),
-    (dict(model="seqgan", dataset="sines"), "model seqgan trains on the synthetic oracle task"),
+    (dict(model="rgan"), r"holds images, which model rgan does not train on \(it trains on sequences\); models for images: dcgan, mlp, vae, vaegan"),
+    (dict(model="rvae", dataset="oracle"), r"holds tokens, which model rvae does not train on \(it trains on sequences\)"),
+    (dict(model="seqgan", dataset="sines"), r"holds sequences, which model seqgan does not train on \(it trains on tokens\)"),
     (dict(model="dcgan", dataset="sines"), "holds sequences, which model dcgan does not train on"),
-    (dict(model="vae", dataset="ring8"), "holds 2D points; model vae trains on images"),
+    (dict(model="vae", dataset="ring8"), r"holds points, which model vae does not train on \(it trains on images\)"),
     (dict(model="vae", n_critic=2), "n_critic: must be 1 for model vae"),
-    (dict(model="vae", d_loss="hinge"), "d_loss: is not an option of model vae"),
+    (dict(model="vae", d_loss="hinge"), "d_loss: must be bce for model vae: it has no discriminator"),
     (dict(model="vaegan", g_loss="hinge"), "g_loss: must be ns or saturating"),
     (dict(model="seqgan", dataset="oracle", d_loss="lsgan"), "d_loss: must be bce for model seqgan"),
     (dict(model="rgan", dataset="sines", hflip=True), "hflip: flips images"),
-    (dict(model="vae", compile=True), "compile: is an option of the GAN models"),
-    (dict(model="rgan", dataset="sines", r1_gamma=1.0), "r1_gamma: is an option of the GAN models"),
+    (dict(model="vae", compile=True), "compile: is an option of dcgan, mlp, not of model vae"),
+    (dict(model="rgan", dataset="sines", r1_gamma=1.0), "r1_gamma: is an option of dcgan, mlp, not of model rgan"),
+    (dict(dataset="cifar"), "dataset: unknown dataset 'cifar': use a built-in one"),
+    (dict(model="gan"), "model: must be one of dcgan, mlp, vae, vaegan, rgan, rvae, seqgan"),
     (dict(vae_likelihood="poisson"), "vae_likelihood: must be one of auto, bernoulli, gaussian"),
     (dict(seqgan_discriminator="gru"), "seqgan_discriminator: must be one of lstm, cnn"),
     (dict(vae_sigma=0.0), "vae_sigma: must be > 0"),
@@ -275,7 +277,7 @@ def test_sequence_plots_draw_one_panel_per_sequence():
 
 @pytest.mark.parametrize("family", ["rgan", "rvae", "seqgan"])
 def test_eval_of_a_sequence_run_scores_the_checkpoint_as_training_did(tmp_path, family):
-    from fastgan.metrics import evaluate_checkpoint
+    from fastgan.train.evaluate import evaluate_checkpoint
 
     run = train(config(tmp_path, family, steps=4, eval_every=4, eval_n=48, name=family))
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

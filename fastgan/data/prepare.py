@@ -6,7 +6,6 @@ the first-level sub-folder names, sorted, when every image lives in one.
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import io
 import os
@@ -325,32 +324,3 @@ def _fit(im: Image.Image, resolution, center_crop) -> Image.Image:
     if resolution is not None and im.size != (resolution, resolution):
         im = im.resize((resolution, resolution), Image.LANCZOS)
     return im
-
-
-# ---- command line -------------------------------------------------------------------------------------
-
-def add_prepare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The arguments of `fastgan prepare SRC DST.fgd [--resolution R] [--center-crop]`."""
-    parser.add_argument("src", help="image folder, .zip, .npz/.npy, MNIST idx file, CIFAR-10 folder, "
-                                    f"or a built-in dataset ({', '.join(IMAGE_DATASETS)})")
-    parser.add_argument("dst", help="the .fgd file to write")
-    parser.add_argument("--resolution", type=int, default=None, help="resize images to R x R")
-    parser.add_argument("--center-crop", action="store_true", help="cut the central square before resizing")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    from .packed import PackedDataset
-
-    path = prepare(args.src, args.dst, resolution=args.resolution, center_crop=args.center_crop,
-                   progress=not args.no_progress)
-    data = PackedDataset(path)
-    labels = "no labels" if data.labels is None else f"{len(np.unique(data.labels))} classes"
-    print(f"wrote {path}: {len(data)} images, {'x'.join(map(str, data.shape))} (CxHxW), {labels}")
-    return 0
-
-
-def prepare_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fastgan prepare", description="Pack a dataset into a .fgd file.")
-    return run_prepare(add_prepare_arguments(parser).parse_args(argv))

@@ -1,12 +1,13 @@
 """Evaluation of generative models: FID, KID, IS, precision/recall, density/coverage, mode coverage,
 and distances between sequence distributions.
 
-Low-level functions take features (numpy or torch); fid() and evaluate_checkpoint() also take
-images, generators and checkpoints, with the FID Inception network (InceptionV3, local weights),
+Pure functions of features, samples, generators and data (nothing here knows of trainers or
+checkpoints): low-level functions take features (numpy or torch); fid() and evaluate_generator() also
+take images and generators, with the FID Inception network (InceptionV3, local weights),
 a classifier trained on the built-in digits (digits_classifier), or any nn.Module as extractor.
 """
 from fastgan.metrics.digits_classifier import DigitsClassifier, digits_classifier, train_digits_classifier
-from fastgan.metrics.evaluate import add_eval_arguments, evaluate_checkpoint, evaluate_generator, run_eval
+from fastgan.metrics.evaluate import EXTRACTORS, METRICS, evaluate_generator
 from fastgan.metrics.features import extract, generator_features, real_image_features
 from fastgan.metrics.fid import fid
 from fastgan.metrics.frechet import frechet_distance
@@ -20,13 +21,13 @@ from fastgan.metrics.stats import FeatureStats
 
 __all__ = [
     "DigitsClassifier",
+    "EXTRACTORS",
+    "METRICS",
     "FeatureStats",
     "InceptionV3",
     "InceptionWeightsNotFound",
-    "add_eval_arguments",
     "density_coverage",
     "digits_classifier",
-    "evaluate_checkpoint",
     "evaluate_generator",
     "extract",
     "fid",
@@ -37,7 +38,6 @@ __all__ = [
     "mode_coverage",
     "precision_recall",
     "real_image_features",
-    "run_eval",
     "sequence_metrics",
     "sine_fit",
     "train_digits_classifier",

@@ -1,11 +1,7 @@
-"""Evaluate a trained generator from its run directory or checkpoint; the `fastgan eval` command."""
+"""The default metrics of a generator against the image or point data it was trained on."""
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -131,93 +127,3 @@ def evaluate_generator(generator, dataset, resolution: int | None, z_dim: int, m
     if "modes" in metrics:
         result.update({k: float(v) for k, v in mode_coverage(fake, mixture.centers, mixture.std).items()})
     return result
-
-
-def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 250, device="cpu", seed: int = 0,
-                        extractor="auto", dataset=None) -> dict[str, float]:
-    """Load the EMA generator of a run directory or checkpoint and evaluate it (see evaluate_generator).
-
-    dataset: the real data to compare with; None takes the run's own (its config's dataset). Give it
-    when a run's .fgd file has moved since training.
-    Returns the metrics with "step" (the checkpoint's training step) added.
-    """
-    from fastgan.train import load_generator
-    from fastgan.train.config import ALL_SEQUENCE_MODELS
-
-    generator, config, step = load_generator(ckpt, ema=True)
-    if getattr(config, "model", None) in ALL_SEQUENCE_MODELS:
-        return {"step": step, **_evaluate_sequence_run(ckpt, config, metrics, n, device, seed, dataset)}
-    result = evaluate_generator(generator, config.dataset if dataset is None else dataset,
-                                getattr(config, "resolution", None), config.z_dim, metrics, n, batch_size, device, seed,
-                                extractor)
-    return {"step": step, **result}
-
-
-def _evaluate_sequence_run(ckpt, config, metrics, n: int, device, seed: int, dataset) -> dict[str, float]:
-    """A sequence run's own metrics (what --eval-every logs): sequence_metrics for rgan / rvae, the oracle's
-    NLL for seqgan, on n samples of the checkpoint's sampling network (EMA where there is one)."""
-    from fastgan.train import load_checkpoint, make_trainer
-
-    if metrics:
-        raise ValueError(f"{ckpt}: a {config.model} run is scored with its own metrics; --metrics applies to "
-                         "image and point generators")
-    if dataset is not None:
-        raise ValueError(f"{ckpt}: --dataset applies to image and point runs; a {config.model} run is compared "
-                         "with the data it was trained on")
-    # The run's own seed rebuilds its training data (and seqgan's oracle); `seed` draws the samples.
-    config = dataclasses.replace(config, eval_n=n, device=str(device), progress=False)
-    trainer = make_trainer(config)
-    # The trainer needs the whole checkpoint (every network, the EMA), not only the sampler read above.
-    trainer.load_state_dict(load_checkpoint(ckpt, map_location=device))
-    return trainer.evaluate(seed)
-
-
-def run_directory(ckpt) -> Path:
-    """The run directory of a run directory or a checkpoint file: the nearest ancestor with metrics.jsonl."""
-    path = Path(ckpt)
-    if path.is_dir():
-        return path
-    for parent in (path.parent, path.parent.parent):
-        if (parent / "metrics.jsonl").is_file():
-            return parent
-    return path.parent
-
-
-def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--ckpt", required=True, help="run directory or checkpoint file")
-    parser.add_argument("--metrics", default=None,
-                        help=f"comma-separated, from {','.join(METRICS)} (default: {','.join(IMAGE_DEFAULT)} for images, "
-                             f"{','.join(TOY_DEFAULT)} for toy 2D data)")
-    parser.add_argument("--n", type=int, default=10000, help="number of generated samples (default: 10000)")
-    parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--extractor", default="auto", choices=EXTRACTORS,
-                        help="feature network for images: the digits classifier (digits only) or the FID Inception "
-                             "network (weights from $FASTGAN_INCEPTION_WEIGHTS); auto picks by dataset")
-    parser.add_argument("--dataset", default=None,
-                        help="real data to compare with: a built-in name or a .fgd file (default: the run's own)")
-    return parser
-
-
-def run_eval(args: argparse.Namespace) -> dict[str, float]:
-    """Evaluate, print a table, and append {"step": ..., "eval": {...}} to the run's metrics.jsonl."""
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    result = evaluate_checkpoint(args.ckpt, metrics, n=args.n, batch_size=args.batch_size, device=args.device,
-                                 seed=args.seed, extractor=args.extractor, dataset=args.dataset)
-    step = result.pop("step")
-    # A sequence run scores at most as many samples as its training set holds, and says how many.
-    n = result.pop("n", args.n)
-    width = max(len(k) for k in result)
-    print(f"{'step':<{width}}  {step}")
-    if n != args.n:
-        print(f"{'n':<{width}}  {n} (the run's training set has {n} sequences)")
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value:.6g}")
-    log = run_directory(args.ckpt) / "metrics.jsonl"
-    line = json.dumps({"step": step, "eval": {"n": n, **result}})
-    with open(log, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    return {"step": step, **result}

@@ -3,20 +3,29 @@ random stream, one guarded update per network (gradients averaged across process
 skipped), EMA, and a checkpointable state.
 
 A family (GAN, VAE, VAE-GAN, recurrent GAN/VAE, SeqGAN) subclasses BaseTrainer and writes its step as
-plain code: forward passes, losses, and `self.update(name, loss)` per network.
+plain code: forward passes, losses, and `self.update(name, loss)` per network. What follows from the kind
+of data (reading batches, writing and scoring samples) is here, once, keyed by that kind.
 """
 from __future__ import annotations
 
 import contextlib
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
 from .ema import EMA
+from .real_data import open_real_data
+from .samples import write_samples
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+SAMPLES = "samples"  # run_dir/samples.png (or .txt): the latest samples; run_dir/samples/: one per sample step
+POINTS_PER_SCATTER = 2000
 
 
 class NonFiniteError(RuntimeError):
@@ -24,8 +33,8 @@ class NonFiniteError(RuntimeError):
 
 
 class BaseTrainer:
-    #: what the family's samples are: "images", "points", "sequences" or "tokens"
-    sample_kind = "images"
+    #: the network whose EMA (or itself, without EMA) maps noise to samples
+    sampling_network = "generator"
 
     def __init__(self, config: TrainConfig, dist=None):
         from .distributed import Distributed
@@ -54,6 +63,12 @@ class BaseTrainer:
         # Consecutive skipped updates, per network: a healthy G step does not excuse a broken D.
         self.nonfinite_in_a_row: dict[str, int] = {}
         self.skipped_updates = 0
+        self.data = self.open_data()
+        self.data_shape = tuple(self.data.shape)
+
+    def open_data(self):
+        """The run's real data (fastgan.train.real_data): read from config.dataset unless a family makes its own."""
+        return open_real_data(self.config, self.dist, self.device)
 
     # -- building -----------------------------------------------------------------------------
 
@@ -177,38 +192,88 @@ class BaseTrainer:
             self.ema.update(self.networks[self.ema_of])
         self.step += 1
 
-    # -- what a family provides ---------------------------------------------------------------
+    # -- what a family provides ----------------------------------------------------------------
 
-    def real_batches(self):
-        """Endless batches of real data for this process, resuming where the checkpoint left off."""
+    @staticmethod
+    def build_networks(config: TrainConfig, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+        """The family's networks by name, freshly initialised (checkpoints and samplers rebuild them here)."""
         raise NotImplementedError
 
-    def loader_batches(self, loader):
-        """Endless image batches of a fastgan.data.Loader, resuming at batch number self.batches_seen."""
-        epoch, skip = divmod(self.batches_seen, len(loader))
-        while True:
-            loader.set_epoch(epoch)
-            for i, (images, _) in enumerate(loader):
-                if i >= skip:
-                    yield images
-            skip, epoch = 0, epoch + 1
+    @staticmethod
+    def noise_shape(config: TrainConfig) -> tuple[int, ...]:
+        """The shape of the noise the sampling network maps to one sample."""
+        return (config.z_dim,)
 
     def train_step(self, batches) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def sampler(self) -> nn.Module:
-        """The module that turns noise into samples (the EMA copy when there is one)."""
-        raise NotImplementedError
-
-    def write_samples(self, run_dir: Path) -> None:
-        raise NotImplementedError
-
-    def evaluate(self) -> dict[str, float]:
-        raise NotImplementedError(f"no evaluation during training for model {self.config.model!r}")
-
     #: samples each train_step consumes (for the images/s column of the log)
     def samples_per_step(self) -> int:
         return self.config.batch_size * self.dist.world_size
+
+    # -- what follows from the kind of data ---------------------------------------------------
+
+    def real_batches(self):
+        """Endless batches of real data for this process, resuming where the checkpoint left off."""
+        return self.data.batches(self)
+
+    def sampler(self) -> nn.Module:
+        """The module that turns noise into samples (the EMA copy when there is one)."""
+        return self.ema.module if self.ema is not None else self.networks[self.sampling_network]
+
+    @classmethod
+    def draw_samples(cls, sampler: nn.Module, config: TrainConfig, n: int, seed: int, device) -> torch.Tensor:
+        """n samples of a sampling network (in eval mode) from noise drawn with seed, 1000 at a time."""
+        z = torch.randn(n, *cls.noise_shape(config), generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            return torch.cat([sampler(chunk.to(device)) for chunk in z.split(1000)])
+
+    def generate(self, n: int, seed: int) -> torch.Tensor:
+        """n samples of the sampling network, drawn with their own seeded stream (training's is untouched)."""
+        g = self.sampler()
+        was_training = g.training
+        g.eval()
+        try:
+            return self.draw_samples(g, self.config, n, seed, self.device)
+        finally:
+            g.train(was_training)
+
+    def write_samples(self, run_dir: Path) -> None:
+        """The latest samples at run_dir/samples.png (.txt for tokens) and, but for points, a copy per step in
+        run_dir/samples/. Drawn from the same seed every time, so successive files show training's progress."""
+        kind = self.data.kind
+        samples = self.generate(POINTS_PER_SCATTER if kind == "points" else self.config.n_samples,
+                                self.config.seed + 1)
+        centers = getattr(self.data, "centers", None)
+        write_samples(samples, kind, run_dir / SAMPLES, centers)
+        if kind != "points":
+            (run_dir / SAMPLES).mkdir(exist_ok=True)
+            write_samples(samples, kind, run_dir / SAMPLES / f"step{self.step:07d}", centers)
+
+    def evaluate(self, n: int | None = None, seed: int | None = None, **options) -> dict[str, float]:
+        """The default metrics of n (default config.eval_n) samples of the sampling network, drawn with seed
+        (default: the run's). Images and points: fastgan.metrics.evaluate_generator, which takes `options`
+        (metrics, extractor, dataset, batch_size). Sequences: sequence_metrics against as many training
+        sequences, and "n", the number scored (at most the training set)."""
+        from .. import metrics
+
+        cfg = self.config
+        n = cfg.eval_n if n is None else n
+        seed = cfg.seed if seed is None else seed
+        if self.data.kind == "sequences":
+            if options:
+                raise ValueError(f"{', '.join(options)}: a {cfg.model} run is scored with its own metrics "
+                                 f"(sequence_metrics on the data it was trained on)")
+            real = self.data.real_sample(n, seed)
+            fake = self.generate(len(real), seed).float()
+            return {"n": len(real), **metrics.sequence_metrics(real, fake, cfg.dataset == "sines", seed)}
+        g = self.sampler()
+        was_training = g.training
+        try:
+            return metrics.evaluate_generator(g, options.pop("dataset", None) or cfg.dataset, cfg.resolution,
+                                              cfg.z_dim, n=n, device=self.device, seed=seed, **options)
+        finally:
+            g.train(was_training)
 
     # -- checkpoints --------------------------------------------------------------------------
 

@@ -6,18 +6,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.toy import TOY_DATASETS
+from ..data import dataset_kind
 from ..losses import D_LOSS_KINDS, G_LOSS_KINDS
 from ..models.recurrent import OUTPUT_ACTS
 from ..models.vae import LIKELIHOODS
+from ..nn import DIFF_AUGMENT_POLICIES
+from .families import FAMILIES, MODELS, OPTIONAL_FIELDS, family
 
-MODELS = ("dcgan", "mlp", "vae", "vaegan", "rgan", "rvae", "seqgan")
-GAN_MODELS = ("dcgan", "mlp")
 AMP_MODES = ("bf16", "fp16")
-DIFFAUG_POLICIES = ("color", "translation", "cutout")
-SEQUENCE_MODELS = ("rgan", "rvae")
-# Every model whose samples are sequences, continuous or tokens.
-ALL_SEQUENCE_MODELS = (*SEQUENCE_MODELS, "seqgan")
 SEQGAN_DISCRIMINATORS = ("lstm", "cnn")
 
 
@@ -40,7 +36,7 @@ class TrainConfig:
     resolution: int = _f(16, "image size of the built-in digits (8, 16, 32 or 64)")
     hflip: bool = _f(False, "random horizontal flips of real images")
     # Models
-    model: str = _f("dcgan", "architecture of G and D", MODELS)
+    model: str = _f("dcgan", "model family: " + "; ".join(f"{f.name}: {f.summary}" for f in FAMILIES.values()), MODELS)
     z_dim: int = _f(100, "latent size")
     g_width: int = _f(32, "DCGAN: channels of G's last hidden block (doubling toward 4x4)")
     d_width: int = _f(32, "DCGAN: channels of D's first block (doubling toward 4x4)")
@@ -116,7 +112,7 @@ class TrainConfig:
         def bad(name, why):
             raise ValueError(f"TrainConfig.{name}: {why}; got {getattr(self, name)!r}")
 
-        if self.model not in MODELS:
+        if self.model not in FAMILIES:
             bad("model", f"must be one of {', '.join(MODELS)}")
         if self.d_loss not in D_LOSS_KINDS:
             bad("d_loss", f"must be one of {', '.join(D_LOSS_KINDS)}")
@@ -146,15 +142,9 @@ class TrainConfig:
             bad("label_smoothing", "must be in [0, 1)")
         if self.label_smoothing and self.d_loss != "bce":
             bad("label_smoothing", "applies to d_loss=bce only")
-        unknown = set(filter(None, self.diffaug.split(","))) - set(DIFFAUG_POLICIES)
+        unknown = set(filter(None, self.diffaug.split(","))) - set(DIFF_AUGMENT_POLICIES)
         if unknown:
-            bad("diffaug", f"policies are comma-separated names from {', '.join(DIFFAUG_POLICIES)}")
-        if self.model not in GAN_MODELS:
-            for name in ("spectral_norm", "mbstd", "diffaug", "instance_noise", "r1_gamma", "gp_weight"):
-                if getattr(self, name):
-                    bad(name, f"is an option of the GAN models ({', '.join(GAN_MODELS)}), not of {self.model}")
-            if self.pac != 1:
-                bad("pac", f"is an option of the GAN models ({', '.join(GAN_MODELS)}), not of {self.model}")
+            bad("diffaug", f"policies are comma-separated names from {', '.join(DIFF_AUGMENT_POLICIES)}")
         if self.threads < 0:
             bad("threads", "must be >= 0")
         if not self.mlp_hidden or any(h < 1 for h in self.mlp_hidden):
@@ -176,37 +166,29 @@ class TrainConfig:
                               ("seqgan_discriminator", SEQGAN_DISCRIMINATORS)):
             if getattr(self, name) not in choices:
                 bad(name, f"must be one of {', '.join(choices)}")
-        sequences = self.dataset == "sines" or self.dataset.endswith(".npy")
-        if self.model in SEQUENCE_MODELS and not sequences:
-            bad("dataset", f"model {self.model} trains on sequences: use sines or a .npy file of shape (N, T, F)")
-        if self.model == "seqgan" and self.dataset != "oracle":
-            bad("dataset", "model seqgan trains on the synthetic oracle task: use oracle")
-        if self.model not in ALL_SEQUENCE_MODELS and (sequences or self.dataset == "oracle"):
-            bad("dataset", f"holds sequences, which model {self.model} does not train on: use --model rgan or rvae "
-                           f"(sines, .npy) or seqgan (oracle)")
-        if self.model in ("vae", "vaegan") and self.dataset in TOY_DATASETS:
-            bad("dataset", f"holds 2D points; model {self.model} trains on images (digits or a .fgd file)")
-        if self.model not in GAN_MODELS:
-            for name in ("compile", "sync_bn"):
-                if getattr(self, name):
-                    bad(name, f"is an option of the GAN models ({', '.join(GAN_MODELS)}), not of {self.model}")
-        if self.model in ALL_SEQUENCE_MODELS and self.hflip:
-            bad("hflip", f"flips images; model {self.model} trains on sequences")
-        if self.model in ("vae", "vaegan", "rvae"):
-            if self.n_critic != 1:
-                bad("n_critic", f"must be 1 for model {self.model}: it has no discriminator updates to repeat")
-            if self.label_smoothing:
-                bad("label_smoothing", f"is not an option of model {self.model}")
-        if self.model in ("vae", "rvae"):
-            for name, default in (("d_loss", "bce"), ("g_loss", "ns")):
-                if getattr(self, name) != default:
-                    bad(name, f"is not an option of model {self.model}, which has no discriminator")
-        if self.model in ("vaegan", "seqgan") and self.d_loss != "bce":
-            bad("d_loss", f"must be bce for model {self.model}: its losses use D's probability of real")
-        if self.model == "vaegan" and self.g_loss not in ("ns", "saturating"):
-            bad("g_loss", "must be ns or saturating for model vaegan (Larsen et al. 2016's decoder loss)")
-        if self.model == "seqgan" and self.g_loss != "ns":
-            bad("g_loss", "is not an option of model seqgan, whose generator is trained by policy gradient")
+        self._validate_family(bad)
+
+    def _validate_family(self, bad) -> None:
+        """The rules of config.model's declaration (fastgan.train.families): its data, options and fixed fields."""
+        declared = family(self.model)
+        try:
+            kind = dataset_kind(self.dataset)
+        except ValueError as e:
+            raise ValueError(f"TrainConfig.dataset: {e}") from None
+        if kind not in declared.data:
+            others = [f.name for f in FAMILIES.values() if kind in f.data]
+            bad("dataset", f"holds {kind}, which model {self.model} does not train on (it trains on "
+                           f"{' or '.join(declared.data)}); models for {kind}: {', '.join(others)}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in OPTIONAL_FIELDS:
+            if getattr(self, name) != defaults[name] and name not in declared.options:
+                takers = [f.name for f in FAMILIES.values() if name in f.options]
+                bad(name, f"is an option of {', '.join(takers)}, not of model {self.model}")
+        for name, (values, why) in declared.fixed.items():
+            if getattr(self, name) not in values:
+                bad(name, f"must be {' or '.join(map(str, values))} for model {self.model}: {why}")
+        if self.hflip and kind != "images":
+            bad("hflip", f"flips images; {self.dataset} holds {kind}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,4 +1,4 @@
-"""Training-step throughput of a configuration: images per second after warm-up."""
+"""Training-step throughput of a configuration, any model family: samples per second after warm-up."""
 from __future__ import annotations
 
 import time
@@ -6,7 +6,7 @@ import time
 import torch
 
 from .config import TrainConfig
-from .trainer import Trainer
+from .loop import make_trainer
 
 
 def _sync(device: torch.device) -> None:
@@ -18,7 +18,7 @@ def measure_step_throughput(config: TrainConfig, iters: int = 20, warmup: int = 
     """Time `iters` train steps after `warmup` (which absorbs torch.compile); nothing is written to disk."""
     if iters < 1 or warmup < 0:
         raise ValueError(f"measure_step_throughput: need iters >= 1 and warmup >= 0; got {iters}, {warmup}")
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     batches = trainer.real_batches()
     t0 = time.perf_counter()
     for _ in range(warmup):
@@ -32,6 +32,6 @@ def measure_step_throughput(config: TrainConfig, iters: int = 20, warmup: int = 
     step_s = (t2 - t1) / iters
     return {
         "step_ms": step_s * 1e3,
-        "img_per_s": config.batch_size * config.n_critic / step_s,
+        "img_per_s": trainer.samples_per_step() / step_s,
         "warmup_s": t1 - t0,
     }

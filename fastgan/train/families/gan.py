@@ -2,29 +2,21 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from .. import losses
-from ..data import ArrayDataset, Loader, load_image_dataset, load_toy
-from ..data.toy import TOY_DATASETS, ToyMixture
-from ..models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from ..nn import diff_augment, instance_noise, instance_noise_std
-from .base import BaseTrainer
-from .config import TrainConfig
-from .samples import save_image_grid, save_scatter
-
-SAMPLES = "samples.png"
+from ... import losses
+from ...models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from ...nn import diff_augment, instance_noise, instance_noise_std
+from ..base import BaseTrainer
+from .family import OPTIONAL_FIELDS, Family
 
 
-def build_models(config: TrainConfig, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+def build_models(config, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
     """G and D for data of shape (C, H, W) or (2,) (points in the plane)."""
     d_options = dict(spectral_norm=config.spectral_norm, mbstd=config.mbstd, pac=config.pac)
     if len(data_shape) == 1:
-        if config.model != "mlp":
-            raise ValueError(f"dataset {config.dataset!r} holds points, not images: use --model mlp")
         g = MLPGenerator(config.z_dim, config.mlp_hidden, data_shape, out_act="linear")
         return g, MLPDiscriminator(data_shape, config.mlp_hidden, **d_options)
     if config.model == "mlp":
@@ -36,37 +28,19 @@ def build_models(config: TrainConfig, data_shape: tuple[int, ...]) -> tuple[nn.M
     return DCGANGenerator(config.z_dim, h, c, config.g_width), DCGANDiscriminator(h, c, config.d_width, **d_options)
 
 
-def open_image_data(config: TrainConfig):
-    """(dataset for the Loader, shape of one image) for a built-in image dataset or a .fgd file."""
-    if config.dataset.endswith(".fgd"):
-        from ..data import PackedDataset
-
-        ds = PackedDataset(config.dataset)
-    else:
-        ds = ArrayDataset(*load_image_dataset(config.dataset, config.resolution))
-    return ds, tuple(ds.shape)
-
-
 class GANTrainer(BaseTrainer):
     """n_critic D updates, then one G update; EMA of G; R1 / WGAN-GP; DiffAugment, instance noise, PacGAN,
     spectral norm and minibatch std on D."""
 
-    def __init__(self, config: TrainConfig, dist=None):
+    def __init__(self, config, dist=None):
         super().__init__(config, dist)
-        if config.dataset in TOY_DATASETS:
-            self.data, self.data_shape = load_toy(config.dataset), (2,)
-        else:
-            self.data, self.data_shape = open_image_data(config)
-        self.is_toy = isinstance(self.data, ToyMixture)
-        self.sample_kind = "points" if self.is_toy else "images"
-
         torch.manual_seed(config.seed)
         g, d = build_models(config, self.data_shape)
         if config.sync_bn and self.dist.world_size > 1:
             if self.device.type != "cuda":
                 raise ValueError("sync_bn: torch's SyncBatchNorm synchronises CUDA tensors only; this run is on "
                                  f"{self.device}")
-            from .distributed import convert_sync_batchnorm
+            from ..distributed import convert_sync_batchnorm
 
             g, d = convert_sync_batchnorm(g), convert_sync_batchnorm(d)
         self.generator = self.add_network("generator", g, config.lr_g)
@@ -76,22 +50,11 @@ class GANTrainer(BaseTrainer):
         # WGAN-GP, whose double backward torch.compile does not support.
         self.g_fwd = torch.compile(self.generator) if config.compile else self.generator
         self.d_fwd = torch.compile(self.discriminator) if config.compile else self.discriminator
-        self.fixed_z = torch.randn(config.n_samples, config.z_dim,
-                                   generator=torch.Generator().manual_seed(config.seed + 1)).to(self.device)
-        if not self.is_toy:
-            self.loader = Loader(self.data, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
-                                 hflip=config.hflip, device=self.device, rank=self.dist.rank,
-                                 world_size=self.dist.world_size)
 
-    # -- data ---------------------------------------------------------------------------------
-
-    def real_batches(self):
-        """Endless real batches, resuming at batch number self.batches_seen."""
-        if self.is_toy:
-            while True:
-                batch = self.data.sample(self.config.batch_size * self.dist.world_size, self.rng)
-                yield self.slice_for_rank(batch)
-        yield from self.loader_batches(self.loader)
+    @staticmethod
+    def build_networks(config, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+        g, d = build_models(config, data_shape)
+        return {"generator": g, "discriminator": d}
 
     def _noise(self) -> torch.Tensor:
         return self.shared_noise(self.config.batch_size, self.config.z_dim)
@@ -154,47 +117,12 @@ class GANTrainer(BaseTrainer):
         self.update("generator", loss)
         return {"g_loss": loss.detach()}
 
-    # -- outputs ------------------------------------------------------------------------------
-
     def samples_per_step(self) -> int:
         return self.config.batch_size * self.config.n_critic * self.dist.world_size
 
-    def sampler(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.generator
 
-    @torch.no_grad()
-    def write_samples(self, run_dir: Path) -> None:
-        g = self.sampler()
-        was_training = g.training
-        g.eval()
-        if self.is_toy:
-            z = torch.randn(2000, self.config.z_dim, generator=torch.Generator().manual_seed(self.config.seed + 2))
-            save_scatter(g(z.to(self.device)), run_dir / SAMPLES, self.data.centers)
-        else:
-            images = g(self.fixed_z)
-            save_image_grid(images, run_dir / SAMPLES)
-            (run_dir / "samples").mkdir(exist_ok=True)
-            save_image_grid(images, run_dir / "samples" / f"step{self.step:07d}.png")
-        g.train(was_training)
-
-    def evaluate(self) -> dict[str, float]:
-        """The default metrics of the sampling generator on config.eval_n samples (fastgan.metrics)."""
-        from ..metrics import evaluate_generator
-
-        cfg = self.config
-        g = self.sampler()
-        was_training = g.training
-        try:
-            return evaluate_generator(g, cfg.dataset, cfg.resolution, cfg.z_dim, n=cfg.eval_n,
-                                      device=self.device, seed=cfg.seed)
-        finally:
-            g.train(was_training)
-
-    @staticmethod
-    def sampler_from(networks: dict[str, nn.Module]) -> nn.Module:
-        return networks["generator"]
-
-    @staticmethod
-    def build_networks(config: TrainConfig, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
-        g, d = build_models(config, data_shape)
-        return {"generator": g, "discriminator": d}
+GAN_OPTIONS = frozenset(OPTIONAL_FIELDS)
+DCGAN = Family("dcgan", "DCGAN (Radford et al. 2016) on images", ("images",), GANTrainer, GAN_OPTIONS,
+               metrics="fid, kid, is, pr")
+MLP = Family("mlp", "fully connected G and D, on 2D points or images", ("points", "images"), GANTrainer,
+             GAN_OPTIONS, metrics="fid, kid, pr, modes (points); fid, kid, is, pr (images)")

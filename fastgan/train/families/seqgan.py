@@ -10,27 +10,23 @@ likelihood left it and what adversarial training did.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from .. import losses
-from ..data import SequenceLoader
-from ..models import (CNNDiscriminator, LSTMDiscriminator, OracleLSTM, SeqGANGenerator, mle_loss, oracle_nll,
-                      policy_gradient_loss, rollout_rewards)
-from ..models.seqgan import PAPER_FILTER_SIZES
-from .base import BaseTrainer
-from .config import TrainConfig
-from .samples import save_token_text
+from ... import losses
+from ...models import (CNNDiscriminator, LSTMDiscriminator, OracleLSTM, SeqGANGenerator, mle_loss, oracle_nll,
+                       policy_gradient_loss, rollout_rewards)
+from ...models.seqgan import PAPER_FILTER_SIZES
+from ..base import BaseTrainer
+from ..real_data import TokenData
+from .family import Family
 
 # The oracle of Yu et al. 2017, sec. 5: sequences of 20 tokens from an LSTM with 32-dim embedding and state.
 ORACLE_LENGTH = 20
 ORACLE_SIZE = 32
-SAMPLES = "samples.txt"
 
 
-def build_discriminator(config: TrainConfig, length: int) -> nn.Module:
+def build_discriminator(config, length: int) -> nn.Module:
     size, vocab = config.seq_hidden, config.seqgan_vocab
     if config.seqgan_discriminator == "lstm":
         return LSTMDiscriminator(vocab, size, size)
@@ -41,26 +37,36 @@ def build_discriminator(config: TrainConfig, length: int) -> nn.Module:
 class SeqGANTrainer(BaseTrainer):
     """MLE pre-training, D pre-training, then policy-gradient G updates and D updates (Algorithm 1)."""
 
-    sample_kind = "tokens"
-
-    def __init__(self, config: TrainConfig, dist=None):
+    def __init__(self, config, dist=None):
         super().__init__(config, dist)
-        # Recorded in the run's config, so that samplers know the length without the oracle.
-        config.seq_len = config.seq_len or ORACLE_LENGTH
-        self.data_shape = (config.seq_len,)
-        # The task comes from the seed alone (not from self.rng): the same seed gives the same oracle and data.
-        oracle = OracleLSTM(config.seqgan_vocab, config.seq_len, ORACLE_SIZE, ORACLE_SIZE, seed=config.seed)
-        self.data = oracle.generate(config.seq_n, torch.Generator().manual_seed(config.seed + 1))
-        self.oracle = oracle.to(self.device)
         torch.manual_seed(config.seed)
         networks = self.build_networks(config, self.data_shape)
         self.generator = self.add_network("generator", networks["generator"], config.lr_g)
         self.discriminator = self.add_network("discriminator", networks["discriminator"], config.lr_d)
-        self.loader = SequenceLoader(self.data.numpy(), config.batch_size, config.seed, self.dist.rank,
-                                     self.dist.world_size, self.device)
 
-    def real_batches(self):
-        return self.loader.batches(self.batches_seen)
+    def open_data(self) -> TokenData:
+        """The oracle's sequences. The task comes from the seed alone (not from self.rng): the same seed gives
+        the same oracle and data."""
+        config = self.config
+        # Recorded in the run's config, so that samplers know the length without the oracle.
+        config.seq_len = config.seq_len or ORACLE_LENGTH
+        oracle = OracleLSTM(config.seqgan_vocab, config.seq_len, ORACLE_SIZE, ORACLE_SIZE, seed=config.seed)
+        tokens = oracle.generate(config.seq_n, torch.Generator().manual_seed(config.seed + 1))
+        self.oracle = oracle.to(self.device)
+        return TokenData(tokens, config, self.dist, self.device)
+
+    @staticmethod
+    def build_networks(config, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+        return {"generator": SeqGANGenerator(config.seqgan_vocab, config.seq_hidden, config.seq_hidden),
+                "discriminator": build_discriminator(config, data_shape[0])}
+
+    @staticmethod
+    def draw_samples(sampler: nn.Module, config, n: int, seed: int, device) -> torch.Tensor:
+        """n token sequences (N, T), sampled with a generator on `device` seeded with seed, 1000 at a time."""
+        rng = torch.Generator(device).manual_seed(seed)
+        with torch.no_grad():
+            return torch.cat([sampler.sample(min(1000, n - start), config.seq_len, rng)
+                              for start in range(0, n, 1000)])
 
     # -- one step -----------------------------------------------------------------------------
 
@@ -121,42 +127,26 @@ class SeqGANTrainer(BaseTrainer):
 
     # -- outputs ------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def generated_tokens(self, n: int, seed: int) -> torch.Tensor:
-        """n sequences from the generator, drawn with their own seeded stream (training's is untouched)."""
-        rng = torch.Generator(self.device).manual_seed(seed)
-        return torch.cat([self.generator.sample(min(1000, n - start), self.config.seq_len, rng)
-                          for start in range(0, n, 1000)])
-
     def generated_oracle_nll(self, n: int, seed: int | None = None) -> torch.Tensor:
         """NLL_oracle of n generated sequences (Yu et al. 2017, sec. 5), nats per sequence; by default the same
         seed every time, so that changes between log steps are the generator's, not the sample's."""
-        return oracle_nll(self.oracle, self.generated_tokens(n, (self.config.seed if seed is None else seed) + 3))
+        return oracle_nll(self.oracle, self.generate(n, (self.config.seed if seed is None else seed) + 3))
 
-    def sampler(self) -> nn.Module:
-        return self.generator
-
-    def write_samples(self, run_dir: Path) -> None:
-        tokens = self.generated_tokens(self.config.n_samples, self.config.seed + 2)
-        save_token_text(tokens, run_dir / SAMPLES)
-        (run_dir / "samples").mkdir(exist_ok=True)
-        save_token_text(tokens, run_dir / "samples" / f"step{self.step:07d}.txt")
-
-    def evaluate(self, seed: int | None = None) -> dict[str, float]:
-        """oracle_nll of eval_n generated sequences (per sequence and per token) and data_oracle_nll, the
-        oracle's NLL of as many of its own sequences (the floor a perfect generator would reach), and "n", the
-        number generated. `seed` draws the generated ones (default: the run's seed, as during training)."""
+    def evaluate(self, n: int | None = None, seed: int | None = None, **options) -> dict[str, float]:
+        """oracle_nll of n (default eval_n) generated sequences (per sequence and per token) and data_oracle_nll,
+        the oracle's NLL of as many of its own sequences (the floor a perfect generator would reach), and "n",
+        the number generated. `seed` draws the generated ones (default: the run's seed, as during training)."""
+        if options:
+            raise ValueError(f"{', '.join(options)}: a seqgan run is scored with its own metric (the oracle's NLL)")
         cfg = self.config
-        nll = float(self.generated_oracle_nll(cfg.eval_n, seed))
-        data_nll = float(oracle_nll(self.oracle, self.data[:cfg.eval_n].to(self.device)))
-        return {"n": cfg.eval_n, "oracle_nll": nll, "oracle_nll_per_token": nll / cfg.seq_len,
-                "data_oracle_nll": data_nll}
+        n = cfg.eval_n if n is None else n
+        nll = float(self.generated_oracle_nll(n, seed))
+        data_nll = float(oracle_nll(self.oracle, self.data.tokens[:n].to(self.device)))
+        return {"n": n, "oracle_nll": nll, "oracle_nll_per_token": nll / cfg.seq_len, "data_oracle_nll": data_nll}
 
-    @staticmethod
-    def sampler_from(networks: dict[str, nn.Module]) -> nn.Module:
-        return networks["generator"]
 
-    @staticmethod
-    def build_networks(config: TrainConfig, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
-        return {"generator": SeqGANGenerator(config.seqgan_vocab, config.seq_hidden, config.seq_hidden),
-                "discriminator": build_discriminator(config, data_shape[0])}
+SEQGAN = Family(
+    "seqgan", "SeqGAN on the synthetic oracle's tokens (Yu et al. 2017)", ("tokens",), SeqGANTrainer,
+    fixed={"d_loss": (("bce",), "its rewards use D's probability of real"),
+           "g_loss": (("ns",), "its generator is trained by policy gradient")},
+    metrics="oracle_nll, oracle_nll_per_token, data_oracle_nll")

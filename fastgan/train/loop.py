@@ -15,27 +15,16 @@ from .base import BaseTrainer
 from .checkpoint import (DAMAGED, LATEST, CheckpointFallbackWarning, atomic_write_bytes, check_writable, checkpoint_nbytes,
                          load_checkpoint, save_checkpoint)
 from .config import TrainConfig
-from .gan import GANTrainer, build_models
-from .seqgan import SeqGANTrainer
-from .sequence import RGANTrainer, RVAETrainer
-from .vae import VAEGANTrainer, VAETrainer
+from .families import family
 
 METRICS = "metrics.jsonl"
 
-#: model name -> the trainer class of its family
-FAMILIES: dict[str, type[BaseTrainer]] = {"mlp": GANTrainer, "dcgan": GANTrainer, "vae": VAETrainer,
-                                          "vaegan": VAEGANTrainer, "rgan": RGANTrainer, "rvae": RVAETrainer,
-                                          "seqgan": SeqGANTrainer}
-
-# The GAN family's trainer keeps its historical name.
-Trainer = GANTrainer
-
-__all__ = ["FAMILIES", "Trainer", "build_models", "load_generator", "make_trainer", "train"]
+__all__ = ["load_generator", "make_trainer", "train"]
 
 
 def make_trainer(config: TrainConfig, dist=None) -> BaseTrainer:
     """The trainer of config.model's family."""
-    return FAMILIES[config.model](config, dist)
+    return family(config.model).trainer(config, dist)
 
 
 def _new_run_dir(config: TrainConfig) -> Path:
@@ -194,15 +183,16 @@ def _train_loop(trainer: BaseTrainer, run_dir: Path, main: bool, tqdm) -> None:
 def load_generator(run_or_ckpt: str | Path, ema: bool = True, device="cpu"):
     """(sampling network in eval mode, its TrainConfig, the step) from a run directory or checkpoint file.
 
-    The network maps a batch of noise (N, config.z_dim) to samples: images, points or sequences.
+    The network maps a batch of noise (N, *Family.trainer.noise_shape(config)) to samples: images, points or
+    sequences; SeqGAN's generator samples tokens with its `sample` method.
     """
     state = load_checkpoint(run_or_ckpt, map_location=device)
     config = TrainConfig.from_dict(state["config"])
-    family = FAMILIES[config.model]
-    networks = family.build_networks(config, tuple(state["data_shape"]))
+    declared = family(config.model)
+    networks = declared.networks(config, tuple(state["data_shape"]))
     for name, net in networks.items():
         net.load_state_dict(state["networks"][name])
-    sampler: nn.Module = family.sampler_from(networks)
+    sampler: nn.Module = declared.sampler_from(networks)
     if ema and state["ema"] is not None:
         sampler.load_state_dict(state["ema"])
     return sampler.to(device).eval(), config, state["step"]

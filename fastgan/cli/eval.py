@@ -1,0 +1,54 @@
+"""fastgan eval: score a trained run and append the scores to its metrics.jsonl."""
+from __future__ import annotations
+
+import json
+
+HELP = "evaluate a checkpoint: FID, KID, IS, precision/recall, mode coverage; sequence and token metrics"
+DESCRIPTION = ("Score a run's EMA generator with its family's default metrics, print them, and append "
+               '{"step": ..., "eval": {...}} to the run\'s metrics.jsonl.')
+
+
+def add_arguments(parser) -> None:
+    from ..metrics.evaluate import EXTRACTORS, IMAGE_DEFAULT, METRICS, TOY_DEFAULT
+
+    parser.add_argument("--ckpt", required=True, help="run directory or checkpoint file")
+    parser.add_argument("--metrics", default=None,
+                        help=f"comma-separated, from {','.join(METRICS)} (default: {','.join(IMAGE_DEFAULT)} for "
+                             f"images, {','.join(TOY_DEFAULT)} for toy 2D data; sequence and token runs have their "
+                             f"own)")
+    parser.add_argument("--n", type=int, default=10000, help="number of generated samples (default: 10000)")
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--extractor", default="auto", choices=EXTRACTORS,
+                        help="feature network for images: the digits classifier (digits only) or the FID Inception "
+                             "network (weights from $FASTGAN_INCEPTION_WEIGHTS); auto picks by dataset")
+    parser.add_argument("--dataset", default=None,
+                        help="real data to compare with: a built-in name or a .fgd file (default: the run's own)")
+
+
+def run(args) -> dict[str, float]:
+    """Evaluate, print a table, and append {"step": ..., "eval": {...}} to the run's metrics.jsonl."""
+    import os
+
+    from ..train.evaluate import METRICS, evaluate_checkpoint, run_directory
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    result = evaluate_checkpoint(args.ckpt, metrics, n=args.n, batch_size=args.batch_size, device=args.device,
+                                 seed=args.seed, extractor=args.extractor, dataset=args.dataset)
+    step = result.pop("step")
+    # A sequence run scores at most as many samples as its training set holds, and says how many.
+    n = result.pop("n", args.n)
+    width = max(len(k) for k in result)
+    print(f"{'step':<{width}}  {step}")
+    if n != args.n:
+        print(f"{'n':<{width}}  {n} (the run's training set has {n} sequences)")
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value:.6g}")
+    line = json.dumps({"step": step, "eval": {"n": n, **result}})
+    # An append, not a rewrite: the log is the run's history.
+    with open(run_directory(args.ckpt) / METRICS, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return {"step": step, **result}

@@ -1,0 +1,34 @@
+"""fastgan sample: write samples of a trained run in its kind's format."""
+from __future__ import annotations
+
+HELP = "write samples from a checkpoint: images, points, sequence plots or tokens"
+DESCRIPTION = ("Images: a PNG grid at --out (toy 2D data: a scatter plot). Sequences (rgan, rvae): a PNG of line "
+               "plots at --out and the values, float32 (N, T, F), in the .npy of the same name. Tokens (seqgan): the "
+               "token ids as text, one sequence per line, at --out with the suffix .txt.")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--ckpt", required=True, help="run directory or checkpoint file")
+    parser.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
+    parser.add_argument("--out", default="samples.png",
+                        help="output PNG; sequences also write their values to this name with suffix .npy; seqgan's "
+                             "tokens go to this name with suffix .txt (default: samples.png)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default: 0)")
+    parser.add_argument("--no-ema", action="store_true", help="use the raw generator instead of its EMA")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def run(args) -> None:
+    from ..data import dataset_kind, load_toy
+    from ..train import load_generator
+    from ..train.families import family
+    from ..train.samples import write_samples
+
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1; got {args.n}")
+    generator, config, step = load_generator(args.ckpt, ema=not args.no_ema, device=args.device)
+    kind = dataset_kind(config.dataset)
+    samples = family(config.model).trainer.draw_samples(generator, config, args.n, args.seed, args.device)
+    centers = load_toy(config.dataset).centers if kind == "points" else None
+    written = write_samples(samples, kind, args.out, centers, values=True)
+    print(f"wrote {args.n} samples of step {step} to {' and '.join(map(str, written))}")

@@ -1,0 +1,49 @@
+"""Scores of a trained run from its run directory or checkpoint: the sampling network (EMA where there is one)
+evaluated with its family's default metrics, as --eval-every does during training."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .checkpoint import load_checkpoint
+from .loop import load_generator, make_trainer
+
+METRICS = "metrics.jsonl"
+
+
+def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 250, device="cpu", seed: int = 0,
+                        extractor="auto", dataset=None) -> dict[str, float]:
+    """Metrics of n samples of a run's EMA generator, with "step" (the checkpoint's training step) added.
+
+    Images and points: fastgan.metrics.evaluate_generator against `dataset` (default: the run's own; give
+    it when a run's .fgd file has moved since training), with `metrics` and `extractor`. Sequence and
+    token runs are scored with their family's own metrics on the data they were trained on (rebuilt
+    from the run's seed); `seed` draws the samples.
+    """
+    from .. import data
+    from ..metrics import evaluate_generator
+
+    generator, config, step = load_generator(ckpt, ema=True, device=device)
+    if data.dataset_kind(config.dataset) in ("images", "points"):
+        result = evaluate_generator(generator, config.dataset if dataset is None else dataset, config.resolution,
+                                    config.z_dim, metrics, n, batch_size, device, seed, extractor)
+        return {"step": step, **result}
+    for option, value in (("metrics", metrics), ("dataset", dataset)):
+        if value:
+            raise ValueError(f"{ckpt}: a {config.model} run is scored with its own metrics on the data it was "
+                             f"trained on; --{option} applies to image and point runs")
+    trainer = make_trainer(dataclasses.replace(config, device=str(device), progress=False))
+    # The trainer needs the whole checkpoint (every network, the EMA), not only the sampler read above.
+    trainer.load_state_dict(load_checkpoint(ckpt, map_location=device))
+    return {"step": step, **trainer.evaluate(n, seed)}
+
+
+def run_directory(ckpt) -> Path:
+    """The run directory of a run directory or a checkpoint file: the nearest ancestor with metrics.jsonl."""
+    path = Path(ckpt)
+    if path.is_dir():
+        return path
+    for parent in (path.parent, path.parent.parent):
+        if (parent / METRICS).is_file():
+            return parent
+    return path.parent

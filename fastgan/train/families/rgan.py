@@ -1,0 +1,71 @@
+"""The recurrent GAN on continuous sequences (N, T, F): RCGAN (Esteban et al. 2017).
+
+Data: the built-in `sines` (RCGAN's random sine waves) or a user's .npy array. Samples are written as a
+PNG of line plots; evaluation is fastgan.metrics.sequence_metrics (BaseTrainer.evaluate).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ... import losses
+from ...models import RCGANDiscriminator, RCGANGenerator
+from ..base import BaseTrainer
+from .family import Family
+
+
+class RGANTrainer(BaseTrainer):
+    """An LSTM G fed fresh noise at every step, an LSTM D; n_critic D updates, then one G update, with
+    fastgan.losses' d_loss / g_loss over every step's logit (or the sequence's)."""
+
+    def __init__(self, config, dist=None):
+        super().__init__(config, dist)
+        peak = float(np.abs(self.data.array).max())
+        if config.rgan_out_act == "tanh" and peak > 1:
+            raise ValueError(f"{config.dataset}: values reach {peak:.4g}, beyond the tanh output of rgan's "
+                             f"generator; scale the data into [-1, 1] or pass --rgan-out-act linear")
+        torch.manual_seed(config.seed)
+        networks = self.build_networks(config, self.data_shape)
+        self.generator = self.add_network("generator", networks["generator"], config.lr_g)
+        self.discriminator = self.add_network("discriminator", networks["discriminator"], config.lr_d)
+        self.add_ema(self.sampling_network)
+
+    @staticmethod
+    def build_networks(config, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+        features = data_shape[1]
+        return {"generator": RCGANGenerator(features, config.z_dim, config.seq_hidden, out_act=config.rgan_out_act),
+                "discriminator": RCGANDiscriminator(features, config.seq_hidden, per_step=config.rgan_per_step)}
+
+    @staticmethod
+    def noise_shape(config) -> tuple[int, ...]:
+        # Fresh noise at every time step (RCGAN), so the noise has the sequence's length.
+        return (config.seq_len, config.z_dim)
+
+    def train_step(self, batches) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        for i in range(cfg.n_critic):
+            real = next(batches)
+            self.batches_seen += 1
+            z = self.shared_noise(cfg.batch_size, *self.noise_shape(cfg))
+            with self.autocast(), torch.set_grad_enabled(i == cfg.n_critic - 1):
+                fake = self.generator(z)
+            with self.autocast():
+                real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
+            d_loss = losses.d_loss(real_logits.float().flatten(), fake_logits.float().flatten(), cfg.d_loss,
+                                   cfg.label_smoothing)
+            self.update("discriminator", d_loss)
+        with self.autocast():
+            fake_logits = self.discriminator(fake)
+        g_loss = losses.g_loss(fake_logits.float().flatten(), cfg.g_loss)
+        self.update("generator", g_loss)
+        self.end_step()
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
+                "real_logit": real_logits.detach().float().mean(), "fake_logit": fake_logits.detach().float().mean()}
+
+    def samples_per_step(self) -> int:
+        return self.config.batch_size * self.config.n_critic * self.dist.world_size
+
+
+RGAN = Family("rgan", "recurrent GAN on sequences (RCGAN, Esteban et al. 2017)", ("sequences",), RGANTrainer,
+              metrics="fid, kid on the values; freq_w1, amp_w1, sine_r2 on sines")
