@@ -98,6 +98,14 @@ def _elbo(vae, images: torch.Tensor) -> float:
     return -(terms["recon"] + terms["kl"]).item()
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bench_times_each_family_s_step(family, capsys):
+    options = [item for k, v in FAMILIES[family].items() for item in (f"--{k.replace('_', '-')}", str(v))]
+    assert main(["bench", *options, "--batch-size", "16", "--no-progress", "--iters", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"model={family}" in out and "samples/s" in out
+
+
 def test_vae_elbo_increases_on_digits(tmp_path):
     trainer = make_trainer(config(tmp_path, "vae", batch_size=32, lr_g=2e-3))
     batches = trainer.real_batches()
