@@ -110,7 +110,7 @@ def _timed(run_epoch, min_seconds: float) -> float:
 def _contenders(dataset: PackedDataset, images: np.ndarray, labels: np.ndarray, batch_size: int, threads: int):
     """(name, kind, epoch function) in table order; kind is fastgan, torch or reference (not the same job)."""
     same_job = dict(batch_size=batch_size, hflip=True, dtype=torch.float32)
-    probe = next(iter(Loader(dataset, backend="cpp", num_threads=threads, **same_job)))[0]
+    probe = next(iter(Loader(dataset, backend="native", num_threads=threads, **same_job)))[0]
     if probe.dtype != torch.float32 or probe.min() < -1 or probe.max() > 1:
         raise AssertionError(f"bench.loader: fastgan's batches are {probe.dtype} in "
                              f"[{probe.min()}, {probe.max()}], not float32 in [-1, 1]")
@@ -118,14 +118,14 @@ def _contenders(dataset: PackedDataset, images: np.ndarray, labels: np.ndarray, 
     torch_threads = sorted({torch.get_num_threads(), 1}, reverse=True)
     return [
         (f"fastgan C++ ({threads} threads)", "fastgan",
-         _fastgan_epochs(Loader(dataset, backend="cpp", num_threads=threads, **same_job))),
-        ("fastgan NumPy path", "fastgan", _fastgan_epochs(Loader(dataset, backend="numpy", **same_job))),
+         _fastgan_epochs(Loader(dataset, backend="native", num_threads=threads, **same_job))),
+        ("fastgan NumPy path", "fastgan", _fastgan_epochs(Loader(dataset, backend="python", **same_job))),
         *[(f"torch DataLoader(per-sample Dataset), {workers} workers, {t} torch thread{'s' * (t > 1)}", "torch",
            _torch_epochs(*as_torch, batch_size, workers, t)) for workers in (2, 0) for t in torch_threads],
         ("reference: fastgan C++ (1 thread)", "reference",
-         _fastgan_epochs(Loader(dataset, backend="cpp", num_threads=1, **same_job))),
+         _fastgan_epochs(Loader(dataset, backend="native", num_threads=1, **same_job))),
         (f"reference: fastgan C++ copy only (uint8, no flips, {threads} threads)", "reference",
-         _fastgan_epochs(Loader(dataset, backend="cpp", num_threads=threads, batch_size=batch_size,
+         _fastgan_epochs(Loader(dataset, backend="native", num_threads=threads, batch_size=batch_size,
                                 dtype=torch.uint8))),
     ]
 

@@ -5,18 +5,16 @@ import os
 import platform
 from pathlib import Path
 
+from fastgan.atomic import atomic_write_bytes
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def write_result(name: str, text: str, out_dir: str | os.PathLike | None = None) -> Path:
-    """Write a results file (default folder bench/results, wherever the benchmark runs from) under a
-    temporary name first, so an interrupted benchmark never leaves half a table; print and return its path."""
+    """Write a results file (default folder bench/results, wherever the benchmark runs from) with
+    fastgan.atomic, so an interrupted benchmark never leaves half a table; print and return its path."""
     out = Path(out_dir) if out_dir is not None else RESULTS
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / name
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    path = atomic_write_bytes(out / name, text.encode("utf-8"))  # creates the folder if missing
     print(f"wrote {path}")
     return path
 

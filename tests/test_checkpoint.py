@@ -3,7 +3,6 @@ import errno
 import io
 import os
 import shutil
-import tempfile
 import warnings
 from collections import namedtuple
 
@@ -13,6 +12,7 @@ from state_compare import assert_same
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastgan import atomic
 from fastgan.train import checkpoint
 from fastgan.train.checkpoint import (
     FORMAT,
@@ -212,8 +212,9 @@ def test_an_empty_run_directory_names_both_missing_files(tmp_path):
 # ------------------------------------------------------------------- failures and crashes while saving
 
 class FailingCall:
-    """Stands in for a module (os, tempfile) inside fastgan.train.checkpoint; its `name` function raises
-    `error` on call number `on_call` and delegates every other call and attribute to the real module."""
+    """Stands in for the os module inside fastgan.atomic (which creates, writes and syncs the files) or
+    fastgan.train.checkpoint (which renames them); its `name` function raises `error` on call number
+    `on_call` and delegates every other call and attribute to the real module."""
 
     def __init__(self, module, name: str, on_call: int, error: BaseException):
         self._module, self._name, self._on_call, self._error, self._calls = module, name, on_call, error, 0
@@ -235,20 +236,21 @@ class FailingCall:
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 EACCES = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-# (module, function, call number that fails, error, step load_checkpoint(run) then gives, fallback?)
-Crash = namedtuple("Crash", "module name on_call error step fallback")
+# (module whose os fails, os function, call number that fails, error, step load_checkpoint(run) then gives,
+# fallback?). In fastgan.atomic, os.open call 1 creates the temporary file and os.fsync call 1 syncs it;
+# in checkpoint, os.replace call 1 moves checkpoint.pt to prev and call 2 moves the new file in.
+Crash = namedtuple("Crash", "where name on_call error step fallback")
 CRASHES = {
-    "temp file not creatable": Crash(tempfile, "mkstemp", 1, EACCES, 2, False),
-    "disk full while syncing the new file": Crash(os, "fsync", 1, ENOSPC, 2, False),
-    "rename of checkpoint.pt to prev fails": Crash(os, "replace", 1, EACCES, 2, False),
-    "crash between the two renames": Crash(os, "replace", 2, ENOSPC, 2, True),
+    "temp file not creatable": Crash(atomic, "open", 1, EACCES, 2, False),
+    "disk full while syncing the new file": Crash(atomic, "fsync", 1, ENOSPC, 2, False),
+    "rename of checkpoint.pt to prev fails": Crash(checkpoint, "replace", 1, EACCES, 2, False),
+    "crash between the two renames": Crash(checkpoint, "replace", 2, ENOSPC, 2, True),
 }
 
 
 @pytest.mark.parametrize("crash", CRASHES.values(), ids=CRASHES.keys())
 def test_a_failed_save_keeps_a_loadable_checkpoint_and_says_which(run, monkeypatch, crash):
-    monkeypatch.setattr(checkpoint, crash.module.__name__, FailingCall(crash.module, crash.name, crash.on_call,
-                                                                       crash.error))
+    monkeypatch.setattr(crash.where, "os", FailingCall(os, crash.name, crash.on_call, crash.error))
     with pytest.raises(CheckpointWriteError) as e:
         save_checkpoint(state(3), run)
     monkeypatch.undo()
@@ -271,7 +273,8 @@ def test_a_failed_save_keeps_a_loadable_checkpoint_and_says_which(run, monkeypat
 
 
 def test_a_failing_directory_sync_after_the_renames_says_the_file_was_written(run, monkeypatch):
-    monkeypatch.setattr(checkpoint, "os", FailingCall(os, "fsync", 2, OSError(errno.EIO, os.strerror(errno.EIO))))
+    # fsync call 1 syncs the new file, call 2 the folder after the renames.
+    monkeypatch.setattr(atomic, "os", FailingCall(os, "fsync", 2, OSError(errno.EIO, os.strerror(errno.EIO))))
     with pytest.raises(CheckpointWriteError, match=f"{LATEST}: checkpoint written, but syncing .* failed"):
         save_checkpoint(state(3), run)
     monkeypatch.undo()
@@ -279,7 +282,7 @@ def test_a_failing_directory_sync_after_the_renames_says_the_file_was_written(ru
 
 
 def test_a_failed_first_save_says_there_is_no_earlier_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoint, "os", FailingCall(os, "fsync", 1, ENOSPC))
+    monkeypatch.setattr(atomic, "os", FailingCall(os, "fsync", 1, ENOSPC))
     with pytest.raises(CheckpointWriteError, match="no earlier checkpoint in this run") as e:
         save_checkpoint(state(1), tmp_path)
     assert e.value.errno == errno.ENOSPC
@@ -287,7 +290,7 @@ def test_a_failed_first_save_says_there_is_no_earlier_checkpoint(tmp_path, monke
 
 
 def test_any_error_of_the_write_is_reported_as_a_write_error(run, monkeypatch):
-    monkeypatch.setattr(checkpoint, "os", FailingCall(os, "fsync", 1, RuntimeError("device vanished")))
+    monkeypatch.setattr(atomic, "os", FailingCall(os, "fsync", 1, RuntimeError("device vanished")))
     with pytest.raises(CheckpointWriteError, match=r"checkpoint not saved \(device vanished\); the previous") as e:
         save_checkpoint(state(3), run)
     assert e.value.errno is None and isinstance(e.value.__cause__, RuntimeError)
@@ -320,7 +323,7 @@ def test_check_writable_names_folder_free_and_needed_bytes_when_space_is_short(t
 
 def test_check_writable_refuses_a_read_only_folder(tmp_path, monkeypatch):
     # Simulated: the tests may run as root, which chmod does not stop.
-    monkeypatch.setattr(checkpoint, "tempfile", FailingCall(tempfile, "mkstemp", 1, EACCES))
+    monkeypatch.setattr(atomic, "os", FailingCall(os, "open", 1, EACCES))
     with pytest.raises(PermissionError, match=f"{tmp_path}: run directory is not writable: Permission denied"):
         check_writable(tmp_path, 0)
 

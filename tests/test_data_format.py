@@ -1,4 +1,6 @@
 """The .fgd format: byte layout, round trips, and rejection of every kind of bad file."""
+import os
+import stat
 import struct
 import zlib
 
@@ -108,6 +110,21 @@ def test_writer_leaves_nothing_behind_on_error(tmp_path):
             writer.write(np.zeros((1, 1, 2, 2), np.uint8))
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_makes_a_file_with_ordinary_permissions_and_keeps_the_old_one_until_finish(tmp_path):
+    path = write_fgd(tmp_path / "x.fgd", np.zeros((1, 1, 2, 2), np.uint8))
+    old = path.read_bytes()
+    old_umask = os.umask(0o022)
+    try:
+        with FgdWriter(path, 1, (1, 2, 2), False) as writer:
+            writer.write(np.full((1, 1, 2, 2), 7, np.uint8))
+            assert path.read_bytes() == old
+            writer.finish()
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert PackedDataset(path).images[0].max() == 7 and os.listdir(tmp_path) == ["x.fgd"]
 
 
 def test_writer_rejects_a_short_count_and_absurd_shapes(tmp_path):

@@ -1,8 +1,10 @@
 """The Loader: C++ and NumPy paths agree bit for bit; epochs, shards, flips and normalisation are exact."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +13,8 @@ import torch
 
 from fastgan.data import ArrayDataset, Loader, PackedDataset
 from fastgan.data.format import write_fgd
-from fastgan.data.loader import (BFLOAT16_LUT, FLOAT32_LUT, NORMALISE_OFFSET, NORMALISE_SCALE, epoch_permutation,
-                                 rank_order)
+from fastgan.data.loader import (BFLOAT16_LUT, FLOAT32_LUT, NORMALISE_OFFSET, NORMALISE_SCALE, describe,
+                                 epoch_permutation, rank_order)
 
 try:
     from fastgan import _loader as native
@@ -37,11 +39,11 @@ def _epoch(loader):
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("hflip", [False, True])
 @pytest.mark.parametrize("rank, world_size, drop_last", [(0, 1, True), (0, 1, False), (1, 3, True), (2, 3, False)])
-def test_cpp_and_numpy_batches_are_identical(dtype, hflip, rank, world_size, drop_last):
+def test_native_and_python_batches_are_identical(dtype, hflip, rank, world_size, drop_last):
     data = _dataset()
     kwargs = dict(batch_size=8, seed=5, hflip=hflip, dtype=dtype, rank=rank, world_size=world_size,
                   drop_last=drop_last, num_threads=3, prefetch=2)
-    cpp, ref = Loader(data, backend="cpp", **kwargs), Loader(data, backend="numpy", **kwargs)
+    cpp, ref = Loader(data, backend="native", **kwargs), Loader(data, backend="python", **kwargs)
     for epoch in (0, 4):
         cpp.set_epoch(epoch)
         ref.set_epoch(epoch)
@@ -55,18 +57,18 @@ def test_cpp_and_numpy_batches_are_identical(dtype, hflip, rank, world_size, dro
 @needs_native
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("width", [1, 7, 8, 9, 16, 30, 64])
-def test_cpp_and_numpy_mirror_and_normalise_alike_at_every_width(dtype, width):
+def test_native_and_python_mirror_and_normalise_alike_at_every_width(dtype, width):
     # Rows are mirrored eight bytes at a time with a byte-wise tail, so widths around 8 cover both.
     data = _dataset(n=24, c=2, h=3, w=width, seed=width)
     kwargs = dict(batch_size=6, seed=1, hflip=True, dtype=dtype, num_threads=2)
-    for (xa, ya), (xb, yb) in zip(_epoch(Loader(data, backend="cpp", **kwargs)),
-                                  _epoch(Loader(data, backend="numpy", **kwargs))):
+    for (xa, ya), (xb, yb) in zip(_epoch(Loader(data, backend="native", **kwargs)),
+                                  _epoch(Loader(data, backend="python", **kwargs))):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
 @needs_native
 @pytest.mark.parametrize("hflip", [False, True])
-def test_cpp_maps_every_byte_value_to_the_documented_table(hflip):
+def test_native_maps_every_byte_value_to_the_documented_table(hflip):
     images = np.arange(256, dtype=np.uint8).reshape(4, 1, 8, 8)
     order, flips = np.arange(4), np.full(4, hflip, dtype=np.uint8)
     expected = images[..., ::-1] if hflip else images
@@ -78,9 +80,9 @@ def test_cpp_maps_every_byte_value_to_the_documented_table(hflip):
         np.testing.assert_array_equal(x.view(np.uint8), table[expected].view(np.uint8))
 
 
-@pytest.mark.parametrize("backend", ["cpp", "numpy"])
+@pytest.mark.parametrize("backend", ["native", "python"])
 def test_each_epoch_yields_every_sample_exactly_once(backend):
-    if backend == "cpp" and native is None:
+    if backend == "native" and native is None:
         pytest.skip("fastgan._loader is not built")
     loader = Loader(_dataset(n=100), batch_size=10, backend=backend)
     seen = []
@@ -141,9 +143,9 @@ def test_normalisation_is_the_documented_float32_formula():
     assert torch.equal(torch.from_numpy(BFLOAT16_LUT.view(np.int16)).view(torch.bfloat16), as_torch)
 
 
-@pytest.mark.parametrize("backend", ["cpp", "numpy"])
+@pytest.mark.parametrize("backend", ["native", "python"])
 def test_batches_equal_the_closed_form_of_gather_flip_normalise(backend):
-    if backend == "cpp" and native is None:
+    if backend == "native" and native is None:
         pytest.skip("fastgan._loader is not built")
     data = _dataset(n=40)
     kwargs = dict(batch_size=8, seed=3, hflip=True, drop_last=False, backend=backend)
@@ -237,7 +239,7 @@ def test_interpreter_exit_with_a_live_iterator_does_not_hang(ending):
         import os, sys
         import numpy as np
         from fastgan.data import Loader
-        loader = Loader((np.zeros((5000, 3, 8, 8), np.uint8), None), batch_size=2, num_threads=2, backend="cpp")
+        loader = Loader((np.zeros((5000, 3, 8, 8), np.uint8), None), batch_size=2, num_threads=2, backend="native")
         it = iter(loader)
         batch = next(it)
         {ending}
@@ -256,12 +258,40 @@ def test_accepts_a_path_a_packed_dataset_an_array_dataset_and_a_tuple(tmp_path):
         assert all(torch.equal(y, torch.zeros(4, dtype=torch.int64)) for _, y in batches)
 
 
-def test_environment_variable_selects_the_numpy_path(monkeypatch):
-    monkeypatch.setenv("FASTGAN_LOADER", "numpy")
-    assert Loader(_dataset(), batch_size=4).backend == "numpy"
+def test_environment_variable_selects_the_python_path(monkeypatch):
+    monkeypatch.setenv("FASTGAN_LOADER", "python")
+    assert Loader(_dataset(), batch_size=4).backend == "python"
+
+
+@needs_native
+def test_environment_variable_selects_the_native_path_and_the_argument_overrides_it(monkeypatch):
+    monkeypatch.setenv("FASTGAN_LOADER", "native")
+    assert Loader(_dataset(), batch_size=4).backend == "native"
+    assert Loader(_dataset(), batch_size=4, backend="python").backend == "python"
+
+
+@pytest.mark.parametrize("old, new", [("cpp", "native"), ("numpy", "python"), (" NumPy ", "python")])
+def test_the_earlier_names_are_accepted_and_reported_by_their_new_names(monkeypatch, old, new):
+    if new == "native" and native is None:
+        pytest.skip("fastgan._loader is not built")
+    monkeypatch.setenv("FASTGAN_LOADER", old)
+    assert Loader(_dataset(), batch_size=4).backend == new
+    monkeypatch.delenv("FASTGAN_LOADER")
+    assert Loader(_dataset(), batch_size=4, backend=old).backend == new
+
+
+def test_an_unknown_environment_value_is_an_error_naming_the_choices(monkeypatch):
     monkeypatch.setenv("FASTGAN_LOADER", "rust")
-    with pytest.raises(ValueError, match="FASTGAN_LOADER"):
+    with pytest.raises(ValueError, match=r"^FASTGAN_LOADER must be one of native, python; got 'rust'$"):
         Loader(_dataset(), batch_size=4)
+    with pytest.raises(ValueError, match=r"^FASTGAN_LOADER must be one of native, python; got 'rust'$"):
+        describe()
+
+
+def test_an_unknown_backend_argument_is_an_error_naming_the_choices(monkeypatch):
+    monkeypatch.setenv("FASTGAN_LOADER", "python")  # the argument is checked, not the environment
+    with pytest.raises(ValueError, match=r"^Loader: backend must be one of native, python; got 'rust'$"):
+        Loader(_dataset(), batch_size=4, backend="rust")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -289,12 +319,47 @@ def test_native_stream_rejects_bad_arguments():
         native.BatchStream(data.images, data.labels, np.array([0, 1]), None, 2, "uint8", 1, 1, scale=0.5)
 
 
-def test_missing_extension_falls_back_to_numpy_with_a_warning(monkeypatch):
+def _without_extension(monkeypatch):
     import fastgan.data.loader as loader_module
 
-    monkeypatch.delenv("FASTGAN_LOADER", raising=False)
     monkeypatch.setattr(loader_module, "_native", lambda: None)
-    with pytest.warns(RuntimeWarning, match="NumPy loader"):
-        assert Loader(_dataset(), batch_size=4).backend == "numpy"
-    with pytest.raises(ImportError, match="pip install -e ."):
-        Loader(_dataset(), batch_size=4, backend="cpp")
+
+
+def test_without_the_extension_the_automatic_choice_is_python_silently(monkeypatch):
+    monkeypatch.delenv("FASTGAN_LOADER", raising=False)
+    _without_extension(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Loader(_dataset(), batch_size=4).backend == "python"
+        assert describe() == "data loader: python (fastgan._loader not built)"
+
+
+@pytest.mark.parametrize("setting, forced_by", [
+    (dict(env="native"), "FASTGAN_LOADER=native"),
+    (dict(env="cpp"), "FASTGAN_LOADER=cpp"),
+    (dict(backend="native"), "Loader: backend='native'"),
+])
+def test_forcing_native_without_the_extension_is_an_error_saying_how_to_build_it(monkeypatch, setting, forced_by):
+    monkeypatch.delenv("FASTGAN_LOADER", raising=False)
+    if "env" in setting:
+        monkeypatch.setenv("FASTGAN_LOADER", setting["env"])
+    _without_extension(monkeypatch)
+    message = (f"{forced_by} needs the compiled extension fastgan._loader; "
+               "reinstall with pip install -e . to build it")
+    with pytest.raises(ImportError, match=f"^{re.escape(message)}$"):
+        Loader(_dataset(), batch_size=4, backend=setting.get("backend"))
+    if "env" in setting:
+        with pytest.raises(ImportError, match=re.escape(message)):
+            describe()
+
+
+def test_describe_says_which_loader_is_used_and_why(monkeypatch):
+    monkeypatch.setenv("FASTGAN_LOADER", "python")
+    assert describe() == "data loader: python (FASTGAN_LOADER=python)"
+    monkeypatch.delenv("FASTGAN_LOADER")
+    if native is not None:
+        assert describe() == "data loader: native (fastgan._loader built)"
+        monkeypatch.setenv("FASTGAN_LOADER", "native")
+        assert describe() == "data loader: native (FASTGAN_LOADER=native)"
+    else:
+        assert describe() == "data loader: python (fastgan._loader not built)"

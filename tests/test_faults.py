@@ -11,8 +11,9 @@ import pytest
 import torch
 from state_compare import assert_same
 
+import fastgan.atomic as atomic_module
 import fastgan.train.checkpoint as checkpoint_module
-import fastgan.train.trainer as trainer_module
+import fastgan.train.loop as loop_module
 from fastgan.train import CheckpointError, NonFiniteError, TrainConfig, Trainer, load_checkpoint, train
 from fastgan.train.checkpoint import CheckpointFallbackWarning, CheckpointWriteError
 
@@ -122,16 +123,17 @@ def test_crash_between_the_two_renames_of_a_save_loses_nothing(tmp_path, monkeyp
 
 def test_a_full_disk_at_a_save_raises_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     saves = []
-    real_write = checkpoint_module._write_temp
+    real_open = atomic_module.os.open
 
-    def disk_full_on_second_save(path, *chunks):
-        if path.name == "checkpoint.pt":
+    def disk_full_on_second_save(path, flags, *args, **kwargs):
+        # fastgan.atomic creates the temporary file of checkpoint.pt as .checkpoint.pt.<random>.tmp
+        if os.path.basename(path).startswith(".checkpoint.pt."):
             saves.append(path)
-        if len(saves) == 2 and path.name == "checkpoint.pt":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(path, *chunks)
+            if len(saves) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module, "_write_temp", disk_full_on_second_save)
+    monkeypatch.setattr(atomic_module.os, "open", disk_full_on_second_save)
     with pytest.raises(CheckpointWriteError, match="No space left.*previous checkpoint .*intact") as info:
         train(small(tmp_path, steps=6, name="full"))
     assert info.value.errno == errno.ENOSPC
@@ -143,7 +145,7 @@ def test_too_little_free_space_is_an_error_before_training(tmp_path, monkeypatch
         total, used, free = 10**9, 10**9 - 1000, 1000
 
     monkeypatch.setattr(checkpoint_module.shutil, "disk_usage", lambda path: Usage)
-    monkeypatch.setattr(trainer_module, "_train_loop", lambda *a: pytest.fail("training started"))
+    monkeypatch.setattr(loop_module, "_train_loop", lambda *a: pytest.fail("training started"))
     with pytest.raises(OSError, match="not enough free space for checkpoints: 1,000 bytes free") as info:
         train(small(tmp_path, steps=2, name="tiny"))
     assert info.value.errno == errno.ENOSPC

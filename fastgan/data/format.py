@@ -8,11 +8,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from fastgan.atomic import AtomicFile
 
 MAGIC = b"\x89FGD\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -127,8 +128,9 @@ def pack_header(count: int, channels: int, height: int, width: int, has_labels: 
 class FgdWriter:
     """Streams images into a .fgd file that appears at `path` only when complete.
 
-    Writes to a temporary file in the destination folder (so the final os.replace is atomic on the
-    same filesystem), fsyncs it, then renames; on any error the temporary file is removed.
+    Writes through fastgan.atomic.AtomicFile: a temporary file in the destination folder, fsynced,
+    renamed over `path` by finish(), folder fsynced; abort() (or an exception inside a `with` block)
+    removes the temporary file and leaves `path` as it was.
     """
 
     def __init__(self, path: str | os.PathLike, count: int, shape: tuple[int, int, int], has_labels: bool):
@@ -140,11 +142,13 @@ class FgdWriter:
         self.count, self.shape, self.has_labels = count, (channels, height, width), has_labels
         self._written = 0
         self._crc = 0
-        self._done = False
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._tmp = Path(tmp)
-        self._file = os.fdopen(fd, "wb")
-        self._file.write(b"\0" * HEADER_SIZE)
+        self._out = AtomicFile(self.path)
+        self._file = self._out.file
+        try:
+            self._file.write(b"\0" * HEADER_SIZE)
+        except BaseException:
+            self._out.abort()
+            raise
 
     def write(self, images: np.ndarray) -> None:
         """Append uint8 images shaped (k, C, H, W)."""
@@ -172,38 +176,17 @@ class FgdWriter:
             self._file.write(labels.data)
         self._file.seek(0)
         self._file.write(pack_header(self.count, *self.shape, self.has_labels, self._crc))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        self._done = True
-        _fsync_dir(self.path.parent)
-        return self.path
+        return self._out.commit()  # removes the temporary file itself if it fails before the rename
 
     def abort(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        """Remove the temporary file; `path` is left as it was. Does nothing after finish()."""
+        self._out.abort()
 
     def __enter__(self) -> FgdWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if not self._done:
-            self.abort()
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened for this.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        self.abort()  # a writer left without finish() is discarded
 
 
 def write_fgd(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray | None = None) -> Path:

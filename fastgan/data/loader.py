@@ -16,7 +16,6 @@ Everything random is decided here, in NumPy, and handed to the gatherer, so the 
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 import torch
@@ -40,7 +39,10 @@ _LUTS = {torch.uint8: None, torch.float32: FLOAT32_LUT, torch.bfloat16: BFLOAT16
 _NORMALISE = dict(scale=float(NORMALISE_SCALE), offset=float(NORMALISE_OFFSET))
 _NATIVE_PIXELS = {torch.uint8: dict(dtype="uint8"), torch.float32: dict(dtype="float32", **_NORMALISE),
                   torch.bfloat16: dict(dtype="bfloat16", **_NORMALISE)}
-BACKENDS = ("cpp", "numpy")
+BACKENDS = ("native", "python")  # fastgan._loader (C++), or the NumPy gatherer numpy_batches
+_ALIASES = {"cpp": "native", "numpy": "python"}  # the earlier names, still accepted
+_LOADER_ENV = "FASTGAN_LOADER"
+_BUILD_HINT = "needs the compiled extension fastgan._loader; reinstall with pip install -e . to build it"
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -91,6 +93,58 @@ def _native():
     return _loader
 
 
+def _parse_choice(value, what: str) -> str | None:
+    """'native' or 'python' for a switch value (old names accepted, case and spaces ignored); None when unset."""
+    if value is None:
+        return None
+    choice = str(value).strip().lower()
+    if not choice:
+        return None
+    choice = _ALIASES.get(choice, choice)
+    if choice not in BACKENDS:
+        raise ValueError(f"{what} must be one of {', '.join(BACKENDS)}; got {value!r}")
+    return choice
+
+
+def _environment_choice() -> str | None:
+    return _parse_choice(os.environ.get(_LOADER_ENV), _LOADER_ENV)
+
+
+def choose_backend(backend: str | None = None) -> str:
+    """The gatherer a Loader(backend=backend) uses: 'native' or 'python'.
+
+    backend (else $FASTGAN_LOADER): "native" needs fastgan._loader and raises ImportError saying how to
+    build it when it is missing; "python" is always available; unset chooses native when it is built and
+    python otherwise, silently. Unknown values raise ValueError naming the choices. "cpp" and "numpy"
+    are accepted as the earlier names of native and python.
+    """
+    if backend is not None and str(backend).strip():
+        choice, forced_by = _parse_choice(backend, "Loader: backend"), f"Loader: backend={backend!r}"
+    else:
+        choice, forced_by = _environment_choice(), f"{_LOADER_ENV}={os.environ.get(_LOADER_ENV, '').strip()}"
+    if choice == "python":
+        return "python"
+    if _native() is None:
+        if choice == "native":
+            raise ImportError(f"{forced_by} {_BUILD_HINT}")
+        return "python"
+    return "native"
+
+
+def describe() -> str:
+    """One line saying which data loader is in use and why (for `fastgan --version`).
+
+    Raises what Loader() would: ValueError for an unknown $FASTGAN_LOADER, ImportError when it forces
+    native and fastgan._loader is not built.
+    """
+    chosen = choose_backend()
+    if _environment_choice() is not None:
+        why = f"{_LOADER_ENV}={os.environ[_LOADER_ENV].strip()}"
+    else:
+        why = "fastgan._loader built" if chosen == "native" else "fastgan._loader not built"
+    return f"data loader: {chosen} ({why})"
+
+
 def _as_dataset(source):
     if isinstance(source, (str, os.PathLike)):
         return PackedDataset(source)
@@ -109,7 +163,8 @@ class Loader:
     the last tensor viewing it is freed, so holding a batch is always safe; the C++ path keeps up to
     prefetch + 2 free buffers from one epoch to the next. On a CUDA device the batch is pinned and
     copied with non_blocking=True. The epoch is whatever set_epoch last set (0 at first).
-    backend: "cpp" (fastgan._loader), "numpy", or None for $FASTGAN_LOADER, else cpp when it is built.
+    backend: "native" (fastgan._loader, C++), "python" (NumPy), or None for $FASTGAN_LOADER, else native
+    when it is built and python otherwise (see choose_backend); `.backend` says which is used.
     """
 
     def __init__(self, path_or_dataset, batch_size: int, shuffle: bool = True, seed: int = 0,
@@ -132,7 +187,7 @@ class Loader:
         self.num_threads = num_threads if num_threads is not None else min(4, os.cpu_count() or 1)
         if self.num_threads < 1:
             raise ValueError(f"Loader: num_threads must be >= 1; got {num_threads}")
-        self.backend = self._choose_backend(backend)
+        self.backend = choose_backend(backend)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.hflip, self.dtype, self.device = hflip, dtype, torch.device(device)
         self.prefetch, self.rank, self.world_size = prefetch, rank, world_size
@@ -143,23 +198,6 @@ class Loader:
         # The C++ path's batch buffers, kept from one epoch to the next: with fresh buffers every epoch,
         # faulting in and zeroing their pages took about 8% of the CPU time of a 32x32 epoch.
         self._native_pool = None
-
-    @staticmethod
-    def _choose_backend(backend: str | None) -> str:
-        requested = backend or os.environ.get("FASTGAN_LOADER") or None
-        if requested is not None and requested not in BACKENDS:
-            raise ValueError(f"Loader: backend (or $FASTGAN_LOADER) must be one of {', '.join(BACKENDS)}; "
-                             f"got {requested!r}")
-        if requested == "numpy":
-            return "numpy"
-        if _native() is None:
-            if requested == "cpp":
-                raise ImportError("Loader: backend='cpp' needs the compiled extension fastgan._loader; "
-                                  "reinstall with `pip install -e .` to build it")
-            warnings.warn("fastgan._loader is not built; using the slower NumPy loader "
-                          "(reinstall with `pip install -e .` to build it)", RuntimeWarning, stacklevel=3)
-            return "numpy"
-        return "cpp"
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -174,7 +212,7 @@ class Loader:
     def __iter__(self):
         order, flips = rank_order(len(self.dataset), self.batch_size, self.seed, self.epoch, self.shuffle,
                                   self.hflip, self.drop_last, self.rank, self.world_size)
-        if self.backend == "numpy":
+        if self.backend == "python":
             batches = numpy_batches(self._images, self._labels, order, flips, self.batch_size, _LUTS[self.dtype])
             for x, y in batches:
                 yield self._to_torch(x, y)

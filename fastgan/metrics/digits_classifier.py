@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastgan.metrics.cache import atomic_write, cache_dir
+from fastgan.atomic import atomic_write
+from fastgan.metrics.cache import cache_dir
 
 # Bump when the architecture or the training recipe changes, so stale cached weights are not reused.
 CLASSIFIER_VERSION = 1

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fastgan.metrics.cache import atomic_write, cache_dir
+from fastgan.atomic import atomic_write
+from fastgan.metrics.cache import cache_dir
 from fastgan.metrics.stats import FeatureStats
 
 # Real images whose features are kept for KID and precision/recall (see real_image_features).

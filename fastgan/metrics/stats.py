@@ -6,7 +6,7 @@ import os
 import numpy as np
 import torch
 
-from fastgan.metrics.cache import atomic_write
+from fastgan.atomic import atomic_write
 
 
 def _as_float64_matrix(features, name: str, device=None) -> torch.Tensor:

@@ -23,11 +23,13 @@ import io
 import os
 import shutil
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+
+from fastgan.atomic import AtomicFile, fsync_dir
+from fastgan.atomic import atomic_write_bytes  # noqa: F401  (still imported from here by train/)
 
 FORMAT = "fastgan-checkpoint"
 VERSION = 2
@@ -51,49 +53,6 @@ class CheckpointWriteError(OSError):
 
 class CheckpointFallbackWarning(UserWarning):
     """load_checkpoint(run_dir) used checkpoint.prev.pt because checkpoint.pt was missing or damaged."""
-
-
-def _write_temp(path: Path, *chunks) -> Path:
-    """Write chunks to a new temporary file beside path and fsync it; returns its name.
-
-    The temporary file is removed if anything fails, so a failed write leaves the folder as it was.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the renames in folder durable: POSIX only persists a rename once the directory is synced."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`.
-
-    A crash at any point leaves either the old file or the new one, never a partial file.
-    """
-    path = Path(path)
-    tmp = _write_temp(path, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _encode(state: dict) -> tuple[bytes, memoryview]:
@@ -126,19 +85,22 @@ def save_checkpoint(state: dict, run_dir: Path) -> Path:
     latest, previous = run_dir / LATEST, run_dir / PREVIOUS
     header, payload = _encode(state)
     had_latest = latest.exists()
-    tmp = None
+    new = None
     rotated = published = False
     try:
-        tmp = _write_temp(latest, header, payload)
+        new = AtomicFile(latest)
+        new.file.write(header)
+        new.file.write(payload)
+        new.sync()  # the new checkpoint is on disk under its temporary name before any rename
         if had_latest:
             os.replace(latest, previous)
             rotated = True
-        os.replace(tmp, latest)
+        os.replace(new.temp, latest)
         published = True
-        _fsync_dir(run_dir)
+        fsync_dir(run_dir)
     except BaseException as e:
-        if tmp is not None and not published:
-            tmp.unlink(missing_ok=True)
+        if new is not None and not published:
+            new.abort()
         if not isinstance(e, Exception):
             raise
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
@@ -172,9 +134,7 @@ def check_writable(run_dir: str | Path, need_bytes: int) -> None:
     if not run_dir.is_dir():
         raise FileNotFoundError(errno.ENOENT, f"{run_dir}: run directory does not exist (create it first)")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".fastgan-write-test.", dir=run_dir)
-        os.close(fd)
-        os.remove(tmp)
+        AtomicFile(run_dir / ".fastgan-write-test").abort()  # the temporary file save_checkpoint would make
     except OSError as e:
         raise type(e)(e.errno, f"{run_dir}: run directory is not writable: {e.strerror or e}") from e
     free = shutil.disk_usage(run_dir).free
