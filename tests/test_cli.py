@@ -106,3 +106,11 @@ def test_model_choices_and_help_come_from_the_family_declarations(capsys):
     out = " ".join(capsys.readouterr().out.split())
     for declared in FAMILIES.values():
         assert declared.name in out and " ".join(declared.summary.split()) in out
+
+
+def test_version_with_a_bad_switch_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setenv("FASTGAN_LOADER", "rust")
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == "fastgan: error: FASTGAN_LOADER must be one of native, python; got 'rust'"

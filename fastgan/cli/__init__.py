@@ -30,7 +30,11 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(version_text())
+        try:
+            text = version_text()
+        except (ValueError, ImportError) as e:  # a bad FASTGAN_BACKEND or FASTGAN_LOADER
+            parser.exit(2, f"fastgan: error: {e}\n")
+        print(text)
         parser.exit()
 
 

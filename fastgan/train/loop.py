@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from .base import BaseTrainer
-from .checkpoint import (DAMAGED, LATEST, CheckpointFallbackWarning, atomic_write_bytes, check_writable, checkpoint_nbytes,
-                         load_checkpoint, save_checkpoint)
+from ..atomic import atomic_write_bytes
+from .checkpoint import (DAMAGED, LATEST, CheckpointFallbackWarning, check_writable, checkpoint_nbytes, load_checkpoint,
+                         save_checkpoint)
 from .config import TrainConfig
 from .families import family
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 
 
 def _write_png(image: Image.Image, path: Path) -> None:
