@@ -1,49 +1,6 @@
-"""Which implementation the fused ops use, decided once per process."""
+"""Which implementation the fused ops use: a face of fastgan.fused.backend, where the choice is made."""
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
+from .fused.backend import BACKENDS, backend, describe, use_triton
 
-import torch
-
-BACKENDS = ("reference", "triton")
-
-
-@functools.cache
-def backend() -> str:
-    """'triton' or 'reference'.
-
-    FASTGAN_BACKEND=reference forces the PyTorch reference everywhere (A/B tests, debugging);
-    FASTGAN_BACKEND=triton forces the Triton kernels (with TRITON_INTERPRET=1 they run on CPU
-    tensors, which is how the tests exercise them without a GPU). Unset, fastgan uses Triton when
-    it is installed and a CUDA device is present, and the reference otherwise.
-    """
-    choice = os.environ.get("FASTGAN_BACKEND", "").strip().lower()
-    if choice and choice not in BACKENDS:
-        raise ValueError(f"FASTGAN_BACKEND must be one of {', '.join(BACKENDS)}; got {choice!r}")
-    has_triton = importlib.util.find_spec("triton") is not None
-    if choice == "triton":
-        if not has_triton:
-            raise RuntimeError("FASTGAN_BACKEND=triton but triton is not installed: pip install triton")
-        return "triton"
-    if choice == "reference":
-        return "reference"
-    return "triton" if has_triton and torch.cuda.is_available() else "reference"
-
-
-def use_triton(t, min_numel: int = 0) -> bool:
-    """Whether a fused op on tensor t launches its Triton kernel rather than the reference.
-
-    On CUDA: when the backend is 'triton' and t has at least min_numel elements (below that the
-    reference's eager kernels are as fast; the thresholds live next to each op). On CPU: only under
-    the Triton interpreter (TRITON_INTERPRET=1), which is how the tests run the kernels. Never for
-    float64 tensors.
-    """
-    n = t.numel()
-    # The kernels compute in float32: float64 tensors keep the reference's float64 arithmetic.
-    if n == 0 or backend() != "triton" or t.dtype == torch.float64:
-        return False
-    if t.device.type == "cuda":
-        return n >= min_numel
-    return t.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+__all__ = ["BACKENDS", "backend", "describe", "use_triton"]

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from . import bias_act as _ba
+from ._common import activation_grad_from_input
 
 BLOCK = 2048
 MERGE_BLOCK = 256
@@ -94,7 +95,7 @@ def _grad_terms(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, hw, cha
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     xhat = (x - tl.load(mean_ptr + c)) * rstd
-    dz = dy * _ba.activation_grad_from_input(xhat * w + b, ACT, alpha)
+    dz = dy * activation_grad_from_input(xhat * w + b, ACT, alpha)
     return tl.where(mask, dz, 0.0), xhat, c, blk, offs, mask, w, rstd
 
 
@@ -130,8 +131,9 @@ def _layout(x: torch.Tensor) -> tuple[int, int, int, int]:
     return channels, hw, per_channel, triton.cdiv(per_channel, BLOCK)
 
 
-def forward_train(x, weight, bias, eps: float, act: str, alpha: float):
-    """(y, mean, rstd, var) for training mode; the statistics are float32, var is the biased batch variance."""
+def forward_train(x, weight, bias, eps: float, act: int, alpha: float):
+    """(y, mean, rstd, var) for training mode; the statistics are float32, var is the biased batch variance.
+    act is the activation's code (kernels._common)."""
     x = x.contiguous()
     channels, hw, per_channel, n_blocks = _layout(x)
     f32 = dict(device=x.device, dtype=torch.float32)
@@ -146,13 +148,13 @@ def forward_train(x, weight, bias, eps: float, act: str, alpha: float):
     return y, mean, rstd, var
 
 
-def backward(dy, x, weight, bias, mean, rstd, training: bool, act: str, alpha: float):
+def backward(dy, x, weight, bias, mean, rstd, training: bool, act: int, alpha: float):
     """(dx, dweight, dbias); dweight and dbias are float32 per-channel sums."""
     x, dy = x.contiguous(), dy.contiguous()
     channels, hw, per_channel, n_blocks = _layout(x)
     sdz = torch.empty(channels, n_blocks, device=x.device, dtype=torch.float32)
     sdzx = torch.empty_like(sdz)
-    common = dict(HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, ACT=_ba.ACT_CODES[act], BLOCK=BLOCK)
+    common = dict(HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, ACT=act, BLOCK=BLOCK)
     _backward_reduce_kernel[(channels, n_blocks)](
         x, dy, mean, rstd, weight, bias, sdz, sdzx, hw, channels, per_channel, n_blocks, alpha, **common
     )

@@ -11,68 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
-# Activation codes shared with kernels.batch_norm_act; the names are those of fastgan.reference.ACTIVATIONS.
-ACT_CODES = {"linear": 0, "relu": 1, "lrelu": 2, "tanh": 3, "sigmoid": 4}
+from ._common import activation, activation_grad_from_output
 
 BLOCK = 1024
-
-
-@triton.jit
-def _tanh(z):
-    # tanh(|z|) = expm1(2|z|) / (expm1(2|z|) + 2), with Kahan's expm1 so small |z| keep full relative
-    # precision (1 - exp(-2|z|) would cancel); |z| > 15 already rounds to 1 in float32.
-    a = tl.minimum(tl.abs(z), 15.0) * 2.0
-    u = tl.exp(a)
-    em = tl.where(u == 1.0, a, (u - 1.0) * a / tl.where(u == 1.0, 1.0, tl.log(u)))
-    t = em / (em + 2.0)
-    return tl.where(z < 0, -t, t)
-
-
-@triton.jit
-def activation(z, ACT: tl.constexpr, alpha):
-    if ACT == 1:
-        z = tl.where(z < 0, 0.0, z)  # written so NaN stays NaN
-    elif ACT == 2:
-        z = tl.where(z < 0, z * alpha, z)
-    elif ACT == 3:
-        z = _tanh(z)
-    elif ACT == 4:
-        z = tl.sigmoid(z)
-    return z
-
-
-@triton.jit
-def activation_grad_from_input(z, ACT: tl.constexpr, alpha):
-    """d act / dz at the pre-activation z (what batch norm's backward recomputes from x)."""
-    if ACT == 0:
-        g = tl.full(z.shape, 1.0, tl.float32)
-    elif ACT == 1:
-        g = tl.where(z > 0, 1.0, 0.0)
-    elif ACT == 2:
-        g = tl.where(z > 0, 1.0, alpha)
-    elif ACT == 3:
-        t = _tanh(z)
-        g = 1.0 - t * t
-    else:
-        s = tl.sigmoid(z)
-        g = s * (1.0 - s)
-    return g
-
-
-@triton.jit
-def activation_grad_from_output(a, ACT: tl.constexpr, alpha):
-    """d act / dz from a = act(z), every activation of fastgan.reference.ACTIVATIONS."""
-    if ACT == 0:
-        g = tl.full(a.shape, 1.0, tl.float32)
-    elif ACT == 1:
-        g = tl.where(a > 0, 1.0, 0.0)
-    elif ACT == 2:
-        g = tl.where(a > 0, 1.0, alpha)
-    elif ACT == 3:
-        g = 1.0 - a * a
-    else:
-        g = a * (1.0 - a)
-    return g
 
 
 @triton.jit
@@ -125,10 +66,11 @@ def channel_layout(x: torch.Tensor, dim: int) -> tuple[int, int]:
     return inner, channels
 
 
-def forward(x: torch.Tensor, shift: torch.Tensor | None, act: str, alpha: float, gain: float,
+def forward(x: torch.Tensor, shift: torch.Tensor | None, act: int, alpha: float, gain: float,
             clamp: float | None, dim: int, mean: torch.Tensor | None = None,
             scale: torch.Tensor | None = None) -> torch.Tensor:
-    """One read of x and one write of y; x is made contiguous first (a copy if it was not)."""
+    """One read of x and one write of y; x is made contiguous first (a copy if it was not). act is the
+    activation's code (kernels._common)."""
     x = x.contiguous()
     y = torch.empty_like(x)
     n = x.numel()
@@ -138,12 +80,12 @@ def forward(x: torch.Tensor, shift: torch.Tensor | None, act: str, alpha: float,
     _forward_kernel[(triton.cdiv(n, BLOCK),)](
         x, mean, scale, shift, y, n, inner, channels, alpha, gain, 0.0 if clamp is None else clamp,
         HAS_MEAN=mean is not None, HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None,
-        ACT=ACT_CODES[act], HAS_CLAMP=clamp is not None, BLOCK=BLOCK,
+        ACT=act, HAS_CLAMP=clamp is not None, BLOCK=BLOCK,
     )
     return y
 
 
-def backward(dy: torch.Tensor, y: torch.Tensor, act: str, alpha: float, gain: float,
+def backward(dy: torch.Tensor, y: torch.Tensor, act: int, alpha: float, gain: float,
              clamp: float | None) -> torch.Tensor:
     """dx from the upstream gradient and the saved output (every activation here has a derivative in terms of its output)."""
     dy, y = dy.contiguous(), y.contiguous()
@@ -153,6 +95,6 @@ def backward(dy: torch.Tensor, y: torch.Tensor, act: str, alpha: float, gain: fl
         return dx
     _backward_kernel[(triton.cdiv(n, BLOCK),)](
         dy, y, dx, n, alpha, gain, 0.0 if clamp is None else clamp,
-        ACT=ACT_CODES[act], HAS_CLAMP=clamp is not None, BLOCK=BLOCK,
+        ACT=act, HAS_CLAMP=clamp is not None, BLOCK=BLOCK,
     )
     return dx

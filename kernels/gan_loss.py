@@ -8,7 +8,7 @@ A loss is a sum of batch means of one elementwise term per logit set. Each term 
   linear    p0 * x                                  d = p0
 
 The launch covers the blocks of the real logits, then those of the fake ones; each block writes its
-partial sum already divided by its set's size, and kernels.bce.sum_partials_kernel adds them in a
+partial sum already divided by its set's size, and kernels._common.sum_partials_kernel adds them in a
 fixed order. The gradients (float32, divided by the set's size) are written in the same pass.
 """
 from __future__ import annotations
@@ -17,14 +17,20 @@ import torch
 import triton
 import triton.language as tl
 
-from .bce import SUM_BLOCK, logistic, sum_partials_kernel
+from ._common import SUM_BLOCK, logistic, sum_partials_kernel
 
 BLOCK = 1024
-SOFTPLUS, HINGE, SQUARE, LINEAR = 0, 1, 2, 3
+
+# Term kinds (constexpr: a jit function may read only constexpr globals).
+SOFTPLUS = tl.constexpr(0)
+HINGE = tl.constexpr(1)
+SQUARE = tl.constexpr(2)
+LINEAR = tl.constexpr(3)
+Term = tuple[tl.constexpr, float, float]  # (kind, p0, p1)
 
 
-def d_terms(kind: str, label_smoothing: float) -> tuple[tuple[int, float, float], tuple[int, float, float]]:
-    """(real term, fake term) of fastgan.reference.d_loss."""
+def d_terms(kind: str, label_smoothing: float) -> tuple[Term, Term]:
+    """(real term, fake term) of fastgan.fused.gan_loss.d_loss_reference."""
     s = label_smoothing
     return {
         "bce": ((SOFTPLUS, 1.0 - s, s), (SOFTPLUS, 0.0, 1.0)),
@@ -34,8 +40,8 @@ def d_terms(kind: str, label_smoothing: float) -> tuple[tuple[int, float, float]
     }[kind]
 
 
-def g_term(kind: str) -> tuple[int, float, float]:
-    """The term of fastgan.reference.g_loss."""
+def g_term(kind: str) -> Term:
+    """The term of fastgan.fused.gan_loss.g_loss_reference."""
     return {
         "ns": (SOFTPLUS, 1.0, 0.0),
         "saturating": (SOFTPLUS, 0.0, -1.0),  # log(1 - sigmoid(x)) = -softplus(x)
@@ -47,18 +53,18 @@ def g_term(kind: str) -> tuple[int, float, float]:
 
 @triton.jit
 def _term(x, KIND: tl.constexpr, p0, p1):
-    if KIND == 0:
+    if KIND == SOFTPLUS:
         sp_pos, sp_neg, sig_pos, sig_neg = logistic(x)
         loss = p0 * sp_neg + p1 * sp_pos
         grad = p1 * sig_pos - p0 * sig_neg
-    elif KIND == 1:
+    elif KIND == HINGE:
         m = 1.0 + p0 * x
         loss = tl.where(m < 0, 0.0, m)  # written so NaN stays NaN
         grad = tl.where(m > 0, p0, 0.0)
-    elif KIND == 2:
+    elif KIND == SQUARE:
         loss = 0.5 * (x - p0) * (x - p0)
         grad = x - p0
-    else:
+    else:  # LINEAR
         loss = p0 * x
         grad = x * 0.0 + p0
     return loss, grad
@@ -105,7 +111,7 @@ def _launch(real: torch.Tensor | None, fake: torch.Tensor, real_term, fake_term)
     _gan_loss_kernel[(n_blocks,)](
         real, fake, g_real, g_fake, partials, n_real, fake.numel(), real_blocks,
         real_term[1], real_term[2], fake_term[1], fake_term[2],
-        REAL_KIND=real_term[0], FAKE_KIND=fake_term[0], BLOCK=BLOCK,
+        REAL_KIND=real_term[0].value, FAKE_KIND=fake_term[0].value, BLOCK=BLOCK,
     )
     sum_partials_kernel[(1,)](partials, loss, n_blocks, 1.0, BLOCK=SUM_BLOCK)
     return loss, g_real, g_fake

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from ..functional import binary_cross_entropy_with_logits
+from ..fused.bce_with_logits import binary_cross_entropy_with_logits
 from .vae import LIKELIHOODS, gaussian_kl, gaussian_nll, reparameterize
 
 OUTPUT_ACTS = ("linear", "tanh")

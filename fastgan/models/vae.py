@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from ..functional import binary_cross_entropy_with_logits
+from ..fused.bce_with_logits import binary_cross_entropy_with_logits
 from ..nn import ConvBlock, ConvTransposeBlock
 from .dcgan import RESOLUTIONS, init_dcgan_weights
 

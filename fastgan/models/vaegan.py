@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..functional import binary_cross_entropy_with_logits
-from ..losses import g_loss
+from ..fused.bce_with_logits import binary_cross_entropy_with_logits
+from ..fused.gan_loss import g_loss
 from ..nn import ConvBlock
 from .dcgan import init_dcgan_weights
 from .vae import VAEDecoder, VAEEncoder, _num_doublings, gaussian_kl, reparameterize

@@ -4,7 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import ops, reference
+from ..fused.activations import activation_spec
+from ..fused.batch_norm_act import batch_norm_act
+from ..fused.bias_act import bias_act
 
 
 class BiasAct(nn.Module):
@@ -13,12 +15,12 @@ class BiasAct(nn.Module):
     def __init__(self, channels: int, act: str = "lrelu", alpha: float | None = None, gain: float | None = None,
                  clamp: float | None = None, dim: int = 1, bias: bool = True):
         super().__init__()
-        reference.activation_spec(act)
+        activation_spec(act)
         self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
         self.act, self.alpha, self.gain, self.clamp, self.dim = act, alpha, gain, clamp, dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.bias_act(x, self.bias, self.act, self.alpha, self.gain, self.clamp, self.dim)
+        return bias_act(x, self.bias, self.act, self.alpha, self.gain, self.clamp, self.dim)
 
     def extra_repr(self) -> str:
         return f"{0 if self.bias is None else len(self.bias)}, act={self.act!r}"
@@ -30,15 +32,15 @@ class BatchNormAct(nn.BatchNorm2d):
     def __init__(self, num_features: int, act: str = "relu", alpha: float | None = None, eps: float = 1e-5,
                  momentum: float = 0.1):
         super().__init__(num_features, eps=eps, momentum=momentum)
-        reference.activation_spec(act)
+        activation_spec(act)
         self.act, self.alpha = act, alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             # nn.BatchNorm2d's counter, kept so state dicts stay interchangeable with it.
             self.num_batches_tracked.add_(1)
-        return ops.batch_norm_act(x, self.weight, self.bias, self.running_mean, self.running_var,
-                                  self.training, self.momentum, self.eps, self.act, self.alpha)
+        return batch_norm_act(x, self.weight, self.bias, self.running_mean, self.running_var,
+                              self.training, self.momentum, self.eps, self.act, self.alpha)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", act={self.act!r}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import functional
+from ..fused.bce_with_logits import binary_cross_entropy_with_logits
 
 
 class BCEWithLogitsLoss(nn.Module):
@@ -18,6 +18,6 @@ class BCEWithLogitsLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return functional.binary_cross_entropy_with_logits(
+        return binary_cross_entropy_with_logits(
             input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight
         )

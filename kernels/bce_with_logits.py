@@ -15,33 +15,9 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import SUM_BLOCK, logistic, sum_partials_kernel
+
 BLOCK = 1024
-SUM_BLOCK = 1024
-REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
-
-
-@triton.jit
-def _log1p(u):
-    # Goldberg's log1p: exact to a few ulps for tiny u, where log(1 + u) rounds u away.
-    w = 1.0 + u
-    return tl.where(w == 1.0, u, tl.log(w) * u / tl.where(w == 1.0, 1.0, w - 1.0))
-
-
-@triton.jit
-def logistic(x):
-    """(softplus(x), softplus(-x), sigmoid(x), sigmoid(-x)), finite for any finite x.
-
-    Built on exp(-|x|) <= 1, so nothing overflows at |x| = 1e4; NaN propagates through every output.
-    """
-    e = tl.exp(-tl.abs(x))
-    l1p = _log1p(e)
-    sp_pos = tl.where(x > 0, x, 0.0) + l1p
-    sp_neg = tl.where(x < 0, -x, 0.0) + l1p
-    big = 1.0 / (1.0 + e)
-    small = e / (1.0 + e)
-    sig_pos = tl.where(x < 0, small, big)
-    sig_neg = tl.where(x < 0, big, small)
-    return sp_pos, sp_neg, sig_pos, sig_neg
 
 
 @triton.jit
@@ -67,16 +43,6 @@ def _bce_kernel(x_ptr, t_ptr, w_ptr, pw_ptr, loss_ptr, grad_ptr, partial_ptr, n,
         tl.store(partial_ptr + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
     else:
         tl.store(loss_ptr + offs, loss.to(loss_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def sum_partials_kernel(partial_ptr, out_ptr, n_partials, scale, BLOCK: tl.constexpr):
-    """out = scale * sum(partials), in a fixed order (one program)."""
-    acc = tl.zeros((BLOCK,), tl.float32)
-    for start in range(0, n_partials, BLOCK):
-        k = start + tl.arange(0, BLOCK)
-        acc += tl.load(partial_ptr + k, mask=k < n_partials, other=0.0)
-    tl.store(out_ptr, (tl.sum(acc, axis=0) * scale).to(out_ptr.dtype.element_ty))
 
 
 def bce_with_logits(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,

@@ -1,0 +1,150 @@
+"""Binary cross-entropy on logits: reference and gradient, the fastgan::bce_with_logits op, the public function.
+
+The Triton kernel (fastgan.kernels.bce_with_logits) computes the loss and d loss / d input in one pass.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .arguments import check_float, wide
+from .backend import use_triton
+
+REDUCTIONS = ("mean", "sum", "none")
+
+# The fused loss is one launch against eager's chain of elementwise kernels, so the CUDA path uses it at
+# every size; raise this if `python -m bench.kernels` shows otherwise on a target GPU. fastgan.fused.gan_loss
+# uses it too.
+MIN_NUMEL_LOSS = 0
+
+
+# ---------------------------------------------------------------- reference and gradient
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def bce_with_logits_reference(input, target, weight=None, reduction="mean", pos_weight=None) -> torch.Tensor:
+    """-[pos_weight * t * log(sigmoid(x)) + (1 - t) * log(1 - sigmoid(x))] * weight, reduced.
+
+    logsigmoid is evaluated without forming sigmoid(x), so |x| up to 1e4 stays finite, and its
+    gradient (sigmoid) is exact at x = 0, where max(x, 0) + log1p(exp(-|x|)) would give 0 or 1.
+    """
+    dtype = input.dtype
+    x, t = wide(input), wide(target)
+    if pos_weight is None:
+        loss = -(t * F.logsigmoid(x) + (1 - t) * F.logsigmoid(-x))
+    else:
+        loss = -(wide(pos_weight) * t * F.logsigmoid(x) + (1 - t) * F.logsigmoid(-x))
+    if weight is not None:
+        loss = loss * wide(weight)
+    return _reduce(loss, reduction).to(dtype)
+
+
+def bce_with_logits_grad(x, t, weight, pos_weight):
+    """d bce / d x = w ((1 - t) sigmoid(x) - p t sigmoid(-x)), the reference of the kernel's gradient."""
+    pt = t if pos_weight is None else t * pos_weight.float()
+    grad = (1 - t) * torch.sigmoid(x) - pt * torch.sigmoid(-x)
+    return grad if weight is None else grad * weight.float()
+
+
+# ---------------------------------------------------------------- fastgan::bce_with_logits
+
+@torch.library.custom_op("fastgan::bce_with_logits", mutates_args=(), device_types=("cpu", "cuda"))
+def _bce_op(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+            pos_weight: torch.Tensor | None, reduction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, float32 d loss / d input), the gradient already divided by N for reduction='mean'."""
+    if use_triton(input, MIN_NUMEL_LOSS):
+        from ..kernels import bce_with_logits as kernel
+
+        return kernel.bce_with_logits(input, target, weight, pos_weight, reduction)
+    x, t = input.float(), target.float()
+    grad = torch.broadcast_to(bce_with_logits_grad(x, t, weight, pos_weight), input.shape).contiguous()
+    if reduction == "mean":
+        grad = grad / input.numel()
+    loss = bce_with_logits_reference(input, target, weight, reduction, pos_weight)
+    return loss.clone() if loss is input else loss, grad
+
+
+@_bce_op.register_fake
+def _(input, target, weight, pos_weight, reduction):
+    grad = torch.empty(input.shape, dtype=torch.float32, device=input.device)
+    return torch.empty(() if reduction != "none" else input.shape, dtype=input.dtype, device=input.device), grad
+
+
+def _bce_setup(ctx, inputs, output):
+    input, target, weight, pos_weight, reduction = inputs
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1], input, target, weight, pos_weight)
+    ctx.reduction = reduction
+
+
+def _bce_backward(ctx, dloss, _dgrad):
+    grad, input, target, weight, pos_weight = ctx.saved_tensors
+    if torch.is_grad_enabled():
+        # create_graph: the stored gradient carries no graph, so differentiate the reference instead.
+        with torch.enable_grad():
+            loss = bce_with_logits_reference(input, target, weight, ctx.reduction, pos_weight)
+            (dx,) = torch.autograd.grad(loss, input, dloss, create_graph=True)
+        return dx, None, None, None, None
+    return (grad * dloss.float()).to(input.dtype), None, None, None, None
+
+
+_bce_op.register_autograd(_bce_backward, setup_context=_bce_setup)
+
+
+# ---------------------------------------------------------------- public function
+
+def _check_broadcastable(name: str, what: str, t: torch.Tensor, shape: torch.Size) -> None:
+    try:
+        out = torch.broadcast_shapes(t.shape, shape)
+    except RuntimeError:
+        out = None
+    if out != shape:
+        raise ValueError(f"{name}: {what} of shape {tuple(t.shape)} does not broadcast to input shape {tuple(shape)}")
+
+
+def _suffix_broadcast(t: torch.Tensor | None, shape: torch.Size) -> bool:
+    """Whether t broadcasts to shape as a trailing block (what the kernel reads at offset % t.numel())."""
+    if t is None:
+        return True
+    dims = list(t.shape)
+    while dims and dims[0] == 1:
+        dims.pop(0)
+    return len(dims) <= len(shape) and tuple(dims) == tuple(shape[len(shape) - len(dims):])
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    """Binary cross-entropy on logits, as torch.nn.functional.binary_cross_entropy_with_logits.
+
+    Same signature, broadcasting, values and gradients as torch's; computed in float32 for
+    float16/bfloat16 inputs and stable for logits of any magnitude.
+
+    Runs as the fused op fastgan::bce_with_logits (loss and d loss / d input in one launch). It falls
+    back to the reference, which autograd differentiates directly, when target, weight or
+    pos_weight requires grad (the kernel computes d / d input only), when weight or pos_weight
+    broadcast other than as a trailing block of input's shape (e.g. a per-row weight of shape (N, 1)),
+    for float64 inputs (the kernel accumulates in float32) and for empty inputs.
+    """
+    name = "binary_cross_entropy_with_logits"
+    check_float(name, "input", input)
+    check_float(name, "target", target)
+    if target.shape != input.shape:
+        raise ValueError(
+            f"{name}: target shape {tuple(target.shape)} must equal input shape {tuple(input.shape)}"
+        )
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
+    for what, t in (("weight", weight), ("pos_weight", pos_weight)):
+        if t is not None:
+            check_float(name, what, t)
+            _check_broadcastable(name, what, t, input.shape)
+    fused = (input.numel() > 0 and input.dtype != torch.float64 and _suffix_broadcast(weight, input.shape) and _suffix_broadcast(pos_weight, input.shape)
+             and not any(t is not None and t.requires_grad for t in (target, weight, pos_weight)))
+    if not fused:
+        return bce_with_logits_reference(input, target, weight, reduction, pos_weight)
+    return _bce_op(input, target, weight, pos_weight, reduction)[0]

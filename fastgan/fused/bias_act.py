@@ -1,0 +1,148 @@
+"""bias_act, StyleGAN2's fused epilogue: reference and gradient, the fastgan::bias_act and
+fastgan::bias_act_backward ops, the public function.
+
+The op (namespace "fastgan") has one implementation registered for CPU and CUDA tensors that runs the
+Triton kernel (fastgan.kernels.bias_act) where fastgan.fused.backend.use_triton says so and the
+PyTorch reference otherwise, a fake implementation for torch.compile, and an autograd formula.
+
+Second derivatives (R1, WGAN-GP through a discriminator built from these ops): a backward that runs
+with grad mode on (create_graph=True) is written in differentiable torch ops, so autograd can
+differentiate it again; a plain backward launches the backward kernel.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import activations
+from .activations import activation_spec
+from .arguments import new_tensor, wide
+from .backend import use_triton
+
+# Smallest tensors (elements) for which the CUDA path launches a Triton kernel; below this the op
+# runs the reference, whose eager launches cost about the same as one fused launch at these sizes.
+# A starting point to be re-tuned with `python -m bench.kernels` on the target GPU.
+MIN_NUMEL_BIAS_ACT = 1 << 16
+
+
+# ---------------------------------------------------------------- reference and gradient
+
+def bias_act_reference(x, b=None, act="lrelu", alpha=None, gain=None, clamp=None, dim=1) -> torch.Tensor:
+    """clamp(act(x + b, alpha) * gain, -clamp, clamp), with b broadcast along dimension `dim`."""
+    spec = activation_spec(act)
+    alpha = spec.def_alpha if alpha is None else float(alpha)
+    gain = spec.def_gain if gain is None else float(gain)
+    dtype = x.dtype
+    y = wide(x)
+    if b is not None:
+        y = y + wide(b).reshape([-1 if i == dim % x.ndim else 1 for i in range(x.ndim)])
+    y = spec.func(y, alpha)
+    if gain != 1:
+        y = y * gain
+    if clamp is not None and clamp >= 0:
+        y = y.clamp(-clamp, clamp)
+    return y.to(dtype)
+
+
+def bias_act_grad_from_output(dy: torch.Tensor, y: torch.Tensor, act: str, alpha: float, gain: float,
+                              clamp: float | None) -> torch.Tensor:
+    """dx of bias_act from dy and the output y, in differentiable torch ops (the kernel's reference)."""
+    a, g = wide(y), wide(dy)
+    if gain != 1:
+        a, g = a / gain, g * gain
+    dx = activation_spec(act).grad_from_output(g, a, alpha)
+    if clamp is not None:
+        # A clamped output passes no gradient. The comparison runs in y's dtype (a Python scalar does
+        # not widen a tensor), so a float16 y clamped at 0.9 and stored as 0.89990234 counts as clamped;
+        # aten.hardtanh_backward would compare in float32 and pass it.
+        dx = torch.where(y.abs() < clamp, dx, 0.0)
+    return dx.to(y.dtype)
+
+
+def _sum_except(t: torch.Tensor, dim: int) -> torch.Tensor:
+    dims = [i for i in range(t.ndim) if i != dim % t.ndim]
+    # sum(dim=[]) would reduce every dimension, so a 1-D tensor is returned as is.
+    return wide(t).sum(dims) if dims else wide(t)
+
+
+# ---------------------------------------------------------------- fastgan::bias_act, fastgan::bias_act_backward
+
+@torch.library.custom_op("fastgan::bias_act", mutates_args=(), device_types=("cpu", "cuda"))
+def _bias_act_op(x: torch.Tensor, b: torch.Tensor | None, act: str, alpha: float, gain: float,
+                 clamp: float | None, dim: int) -> torch.Tensor:
+    if use_triton(x, MIN_NUMEL_BIAS_ACT):
+        from ..kernels import bias_act as kernel
+
+        return kernel.forward(x, b, activations.code(act), alpha, gain, clamp, dim)
+    return new_tensor(bias_act_reference(x, b, act, alpha, gain, clamp, dim), x)
+
+
+@_bias_act_op.register_fake
+def _(x, b, act, alpha, gain, clamp, dim):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@torch.library.custom_op("fastgan::bias_act_backward", mutates_args=(), device_types=("cpu", "cuda"))
+def _bias_act_backward_op(dy: torch.Tensor, y: torch.Tensor, act: str, alpha: float, gain: float,
+                          clamp: float | None) -> torch.Tensor:
+    if use_triton(y, MIN_NUMEL_BIAS_ACT):
+        from ..kernels import bias_act as kernel
+
+        return kernel.backward(dy, y, activations.code(act), alpha, gain, clamp)
+    return new_tensor(bias_act_grad_from_output(dy, y, act, alpha, gain, clamp), dy)
+
+
+@_bias_act_backward_op.register_fake
+def _(dy, y, act, alpha, gain, clamp):
+    return torch.empty(y.shape, dtype=y.dtype, device=y.device)
+
+
+def _bias_act_setup(ctx, inputs, output):
+    _, b, act, alpha, gain, clamp, dim = inputs
+    ctx.save_for_backward(output)
+    ctx.args = (act, alpha, gain, clamp)
+    ctx.dim = dim
+    ctx.b_dtype = None if b is None else b.dtype
+
+
+def _bias_act_backward(ctx, dy):
+    (y,) = ctx.saved_tensors
+    if torch.is_grad_enabled():
+        dx = bias_act_grad_from_output(dy, y, *ctx.args)
+    else:
+        dx = torch.ops.fastgan.bias_act_backward(dy, y, *ctx.args)
+    db = None if ctx.b_dtype is None else _sum_except(dx, ctx.dim).to(ctx.b_dtype)
+    return dx, db, None, None, None, None, None
+
+
+_bias_act_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup)
+
+
+# ---------------------------------------------------------------- public function
+
+def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "lrelu", alpha: float | None = None,
+             gain: float | None = None, clamp: float | None = None, dim: int = 1) -> torch.Tensor:
+    """clamp(act(x + b, alpha) * gain, -clamp, clamp): per-channel bias along `dim`, activation, gain, clamp.
+
+    Same values as fastgan.reference.bias_act; one read of x and one write of y. The backward
+    recomputes the activation's derivative from y, so gain must be positive and lrelu's alpha
+    non-negative, and an output at +-clamp passes no gradient (torch.clamp's backward passes it: from y
+    alone a value at the clamp cannot be told from a clamped one). clamp=None or a negative clamp means
+    no clamping. A non-contiguous x is copied to a contiguous one first.
+    """
+    spec = activation_spec(act)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"bias_act: x must be a floating-point tensor; got {getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim == 0:
+        raise ValueError("bias_act: x must have at least one dimension")
+    if not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"bias_act: dim={dim} is out of range for x of shape {tuple(x.shape)}")
+    if b is not None and (b.ndim != 1 or b.shape[0] != x.shape[dim]):
+        raise ValueError(f"bias_act: b must have shape ({x.shape[dim]},) to match x.shape[{dim}]; got {tuple(b.shape)}")
+    alpha = spec.def_alpha if alpha is None else float(alpha)
+    gain = spec.def_gain if gain is None else float(gain)
+    if gain <= 0:
+        raise ValueError(f"bias_act: gain must be positive (the backward divides the output by it); got {gain}")
+    if act == "lrelu" and alpha < 0:
+        raise ValueError(f"bias_act: lrelu alpha must be >= 0 (the backward reads the sign of the output); got {alpha}")
+    clamp = None if clamp is None or clamp < 0 else float(clamp)
+    return _bias_act_op(x, b, act, alpha, gain, clamp, dim % x.ndim)

@@ -1,0 +1,241 @@
+"""The GAN losses: references and gradients, the fastgan::d_loss and fastgan::g_loss ops, the public
+functions; then the gradient penalties (R1, WGAN-GP), plain autograd with no kernel of their own.
+
+The Triton kernel (fastgan.kernels.gan_loss) computes a loss and its logit gradients in one launch.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .arguments import check_float, wide
+from .backend import use_triton
+from .bce_with_logits import MIN_NUMEL_LOSS
+
+D_LOSS_KINDS = ("bce", "hinge", "lsgan", "wgan")
+G_LOSS_KINDS = ("ns", "saturating", "hinge", "lsgan", "wgan")
+
+
+# ---------------------------------------------------------------- references and gradients
+
+def d_loss_reference(real_logits, fake_logits, kind="bce", label_smoothing=0.0) -> torch.Tensor:
+    """Discriminator loss, a float32 (float64 for float64 logits) scalar: the real term plus the fake term, each a batch mean.
+
+    bce:   -log D(x) - log(1 - D(G(z))); with one-sided label smoothing s the real target is 1 - s
+           (Salimans et al. 2016, sec. 3.4).
+    hinge: relu(1 - D(x)) + relu(1 + D(G(z)))             (Lim & Ye 2017; Miyato et al. 2018)
+    lsgan: (D(x) - 1)^2 / 2 + D(G(z))^2 / 2               (Mao et al. 2017, eq. 9 with a=0, b=c=1)
+    wgan:  D(G(z)) - D(x)                                  (Arjovsky et al. 2017)
+    """
+    r, f = wide(real_logits), wide(fake_logits)
+    if kind == "bce":
+        real_term = -((1 - label_smoothing) * F.logsigmoid(r) + label_smoothing * F.logsigmoid(-r))
+        return real_term.mean() + (-F.logsigmoid(-f)).mean()
+    if kind == "hinge":
+        return F.relu(1 - r).mean() + F.relu(1 + f).mean()
+    if kind == "lsgan":
+        return 0.5 * (r - 1).square().mean() + 0.5 * f.square().mean()
+    if kind == "wgan":
+        return f.mean() - r.mean()
+    raise ValueError(f"d_loss: kind must be one of {', '.join(D_LOSS_KINDS)}; got {kind!r}")
+
+
+def g_loss_reference(fake_logits, kind="ns") -> torch.Tensor:
+    """Generator loss, a float32 (float64 for float64 logits) scalar batch mean.
+
+    ns:         -log D(G(z))            the non-saturating form (Goodfellow et al. 2014, sec. 3)
+    saturating: log(1 - D(G(z)))        the original minimax objective, minimised by G
+    hinge, wgan: -D(G(z))
+    lsgan:      (D(G(z)) - 1)^2 / 2
+    """
+    f = wide(fake_logits)
+    if kind == "ns":
+        return (-F.logsigmoid(f)).mean()
+    if kind == "saturating":
+        return F.logsigmoid(-f).mean()
+    if kind in ("hinge", "wgan"):
+        return -f.mean()
+    if kind == "lsgan":
+        return 0.5 * (f - 1).square().mean()
+    raise ValueError(f"g_loss: kind must be one of {', '.join(G_LOSS_KINDS)}; got {kind!r}")
+
+
+def d_loss_grads(r: torch.Tensor, f: torch.Tensor, kind: str, s: float):
+    """d loss / d real and d loss / d fake of d_loss_reference in float32 (the kernel's reference)."""
+    if kind == "bce":
+        # -(1-s) sigmoid(-r) + s sigmoid(r), not sigmoid(r) - (1-s), which cancels for large r.
+        gr, gf = s * torch.sigmoid(r) - (1 - s) * torch.sigmoid(-r), torch.sigmoid(f)
+    elif kind == "hinge":
+        gr, gf = -(r < 1).float(), (f > -1).float()
+    elif kind == "lsgan":
+        gr, gf = r - 1, f.clone()
+    else:
+        gr, gf = torch.full_like(r, -1.0), torch.ones_like(f)
+    return gr / r.numel(), gf / f.numel()
+
+
+def g_loss_grad(f: torch.Tensor, kind: str) -> torch.Tensor:
+    """d loss / d fake of g_loss_reference in float32."""
+    if kind == "ns":
+        g = -torch.sigmoid(-f)
+    elif kind == "saturating":
+        g = -torch.sigmoid(f)
+    elif kind == "lsgan":
+        g = f - 1
+    else:
+        g = torch.full_like(f, -1.0)
+    return g / f.numel()
+
+
+# ---------------------------------------------------------------- fastgan::d_loss, fastgan::g_loss
+
+@torch.library.custom_op("fastgan::d_loss", mutates_args=(), device_types=("cpu", "cuda"))
+def _d_loss_op(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str, label_smoothing: float
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, d loss / d real, d loss / d fake), all float32; one launch on the Triton path."""
+    if use_triton(real_logits, MIN_NUMEL_LOSS) and use_triton(fake_logits, MIN_NUMEL_LOSS):
+        from ..kernels import gan_loss as kernel
+
+        return kernel.d_loss(real_logits, fake_logits, kind, label_smoothing)
+    r, f = real_logits.float(), fake_logits.float()
+    return (d_loss_reference(r, f, kind, label_smoothing), *d_loss_grads(r, f, kind, label_smoothing))
+
+
+@_d_loss_op.register_fake
+def _(real_logits, fake_logits, kind, label_smoothing):
+    f32 = dict(dtype=torch.float32, device=real_logits.device)
+    return torch.empty((), **f32), torch.empty(real_logits.shape, **f32), torch.empty(fake_logits.shape, **f32)
+
+
+@torch.library.custom_op("fastgan::g_loss", mutates_args=(), device_types=("cpu", "cuda"))
+def _g_loss_op(fake_logits: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, d loss / d fake), both float32."""
+    if use_triton(fake_logits, MIN_NUMEL_LOSS):
+        from ..kernels import gan_loss as kernel
+
+        return kernel.g_loss(fake_logits, kind)
+    f = fake_logits.float()
+    return g_loss_reference(f, kind), g_loss_grad(f, kind)
+
+
+@_g_loss_op.register_fake
+def _(fake_logits, kind):
+    f32 = dict(dtype=torch.float32, device=fake_logits.device)
+    return torch.empty((), **f32), torch.empty(fake_logits.shape, **f32)
+
+
+def _d_setup(ctx, inputs, output):
+    real, fake, kind, label_smoothing = inputs
+    ctx.mark_non_differentiable(output[1], output[2])
+    ctx.save_for_backward(output[1], output[2], real, fake)
+    ctx.args = (kind, label_smoothing)
+
+
+def _d_backward(ctx, dloss, _dr, _df):
+    g_real, g_fake, real, fake = ctx.saved_tensors
+    if torch.is_grad_enabled():
+        # create_graph: the stored gradients carry no graph, so differentiate the reference instead.
+        with torch.enable_grad():
+            loss = d_loss_reference(real, fake, *ctx.args)
+            dr, df = torch.autograd.grad(loss, (real, fake), dloss, create_graph=True, allow_unused=True)
+        return dr, df, None, None
+    return (g_real * dloss).to(real.dtype), (g_fake * dloss).to(fake.dtype), None, None
+
+
+def _g_setup(ctx, inputs, output):
+    fake, kind = inputs
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1], fake)
+    ctx.kind = kind
+
+
+def _g_backward(ctx, dloss, _df):
+    g_fake, fake = ctx.saved_tensors
+    if torch.is_grad_enabled():
+        with torch.enable_grad():
+            (df,) = torch.autograd.grad(g_loss_reference(fake, ctx.kind), fake, dloss, create_graph=True)
+        return df, None
+    return (g_fake * dloss).to(fake.dtype), None
+
+
+_d_loss_op.register_autograd(_d_backward, setup_context=_d_setup)
+_g_loss_op.register_autograd(_g_backward, setup_context=_g_setup)
+
+
+# ---------------------------------------------------------------- public functions
+
+def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bce",
+           label_smoothing: float = 0.0) -> torch.Tensor:
+    """Discriminator loss from D's logits on a real and a fake batch (float32 scalar).
+
+    kind: bce | hinge | lsgan | wgan (formulas in fastgan.reference.d_loss). label_smoothing
+    (bce only) is one-sided: the real target becomes 1 - label_smoothing, the fake one stays 0.
+    Runs as the fused op fastgan::d_loss: loss and both logit gradients in one launch on the Triton path.
+    Under create_graph=True its backward differentiates the reference, so higher derivatives exist.
+    """
+    if kind not in D_LOSS_KINDS:
+        raise ValueError(f"d_loss: kind must be one of {', '.join(D_LOSS_KINDS)}; got {kind!r}")
+    check_float("d_loss", "real_logits", real_logits)
+    check_float("d_loss", "fake_logits", fake_logits)
+    if real_logits.shape[1:] != fake_logits.shape[1:]:
+        raise ValueError(
+            f"d_loss: real_logits {tuple(real_logits.shape)} and fake_logits {tuple(fake_logits.shape)} "
+            "must agree in every dimension but the batch"
+        )
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"d_loss: label_smoothing must be in [0, 1); got {label_smoothing}")
+    if label_smoothing and kind != "bce":
+        raise ValueError(f"d_loss: label_smoothing applies to kind='bce' only; got kind={kind!r}")
+    if torch.float64 in (real_logits.dtype, fake_logits.dtype):
+        return d_loss_reference(real_logits, fake_logits, kind, label_smoothing)  # the kernel is float32 inside
+    return _d_loss_op(real_logits, fake_logits, kind, float(label_smoothing))[0]
+
+
+def g_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
+    """Generator loss from D's logits on a fake batch (float32 scalar).
+
+    kind: ns (non-saturating, -log D(G(z))) | saturating (log(1 - D(G(z))), the minimax form) |
+    hinge | lsgan | wgan. Runs as the fused op fastgan::g_loss (see d_loss).
+    """
+    if kind not in G_LOSS_KINDS:
+        raise ValueError(f"g_loss: kind must be one of {', '.join(G_LOSS_KINDS)}; got {kind!r}")
+    check_float("g_loss", "fake_logits", fake_logits)
+    if fake_logits.dtype == torch.float64:
+        return g_loss_reference(fake_logits, kind)  # the kernel is float32 inside
+    return _g_loss_op(fake_logits, kind)[0]
+
+
+# ---------------------------------------------------------------- gradient penalties
+# Plain autograd (double backward through D), no kernel and no op of their own: they sit here because
+# they regularise the D loss above.
+
+def _input_grad(name: str, logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    if not inputs.requires_grad:
+        raise ValueError(f"{name}: the images must require grad before D is applied (call .requires_grad_())")
+    (grad,) = torch.autograd.grad(logits.float().sum(), inputs, create_graph=True)
+    return grad.float().flatten(1)
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
+    """E ||grad_x D(x)||^2 over real images (Mescheder et al. 2018, eq. 9, without the gamma/2).
+
+    real_images must have required grad when real_logits = D(real_images) was computed; the
+    result is differentiable w.r.t. D's parameters (double backward).
+    """
+    check_float("r1_penalty", "real_logits", real_logits)
+    return _input_grad("r1_penalty", real_logits, real_images).square().sum(1).mean()
+
+
+def gradient_penalty(discriminator, real_images: torch.Tensor, fake_images: torch.Tensor,
+                     generator: torch.Generator | None = None, target: float = 1.0) -> torch.Tensor:
+    """WGAN-GP: E (||grad D(x_hat)|| - target)^2 on random interpolates x_hat (Gulrajani et al. 2017, eq. 3)."""
+    if real_images.shape != fake_images.shape:
+        raise ValueError(
+            f"gradient_penalty: real {tuple(real_images.shape)} and fake {tuple(fake_images.shape)} shapes differ"
+        )
+    shape = (real_images.shape[0],) + (1,) * (real_images.ndim - 1)
+    eps = torch.rand(shape, generator=generator, device=real_images.device, dtype=real_images.dtype)
+    x_hat = torch.lerp(real_images.detach(), fake_images.detach(), eps).requires_grad_(True)
+    grad = _input_grad("gradient_penalty", discriminator(x_hat), x_hat)
+    # The small epsilon keeps the norm differentiable where the gradient is exactly zero.
+    return (grad.square().sum(1).add(1e-12).sqrt() - target).square().mean()
