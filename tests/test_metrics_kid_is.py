@@ -8,7 +8,9 @@ from fastgan.metrics import inception_score, kid
 def _numpy_mmd2_unbiased(x, y):
     # Bińkowski et al. 2018, eq. 4, written out pair by pair with k(a, b) = (a.b / d + 1)^3.
     m, d = x.shape
-    k = lambda a, b: (a @ b / d + 1) ** 3
+    def k(a, b):
+        return (a @ b / d + 1) ** 3
+
     xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)

@@ -63,9 +63,9 @@ def test_bad_input_names_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"shape \(N, D\)"):
         stats.update(np.zeros(4))
     with pytest.raises(ValueError, match="at least 2 samples"):
-        FeatureStats.from_features(np.zeros((1, 4))).cov
+        _ = FeatureStats.from_features(np.zeros((1, 4))).cov
     with pytest.raises(ValueError, match="no samples"):
-        FeatureStats().mean
+        _ = FeatureStats().mean
     np.savez(tmp_path / "bad.npz", n=3, mean=np.zeros(2))
     with pytest.raises(ValueError, match="missing array"):
         FeatureStats.load(tmp_path / "bad.npz")

@@ -47,10 +47,10 @@ def sample(generator: nn.Module, n: int, z_dim: int, batch_size: int = 250, seed
 def _run(extractor: nn.Module | None, batches, device, with_logits: bool):
     feats, logits = [], []
     for out in _extract_batches(extractor, batches, device, with_logits):
-        f, l = out if with_logits else (out, None)
+        f, logit = out if with_logits else (out, None)
         feats.append(f)
         if with_logits:
-            logits.append(l)
+            logits.append(logit)
     features = torch.cat(feats)
     return (features, torch.cat(logits)) if with_logits else features
 
@@ -68,12 +68,12 @@ def _extract_batches(extractor: nn.Module | None, batches, device, with_logits: 
                 yield batch.float().cpu()
                 continue
             if with_logits:
-                f, l = extractor.features_and_logits(batch)
+                f, logit = extractor.features_and_logits(batch)
             else:
                 f = extractor(batch)
             if f.ndim != 2:
                 raise ValueError(f"extractor {type(extractor).__name__} returned shape {tuple(f.shape)}; features must be (N, D)")
-            yield (f.float().cpu(), l.float().cpu()) if with_logits else f.float().cpu()
+            yield (f.float().cpu(), logit.float().cpu()) if with_logits else f.float().cpu()
 
 
 def generator_features(generator: nn.Module, n: int, z_dim: int, extractor: nn.Module | None = None, batch_size: int = 250,

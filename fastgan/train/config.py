@@ -58,7 +58,10 @@ class TrainConfig:
     # Stability toolkit (dcgan and mlp)
     spectral_norm: bool = _f(False, "spectral normalisation of every D weight (Miyato et al. 2018); drops D's batch norm")
     mbstd: bool = _f(False, "minibatch standard deviation feature before D's last layer (Karras et al. 2018)")
-    pac: int = _f(1, "PacGAN: D judges this many samples packed together (Lin et al. 2018); divides batch_size")
+    pac: int = _f(1, "PacGAN: D judges this many samples packed together (Lin et al. 2018); the batch_size samples "
+                     "form batch_size / pac packs (pac divides batch_size) unless --pac-fresh")
+    pac_fresh: bool = _f(False, "PacGAN as its authors' code does it: D judges batch_size packs of pac fresh samples "
+                                "each, so a step draws batch_size * pac real and generated samples")
     diffaug: str = _f("", "DiffAugment policy for D's real and fake inputs, e.g. color,translation,cutout (Zhao et al. 2020)")
     instance_noise: float = _f(0.0, "std of Gaussian noise added to D's inputs, annealed linearly to 0 over the run")
     ema_decay: float = _f(0.999, "EMA decay of G's weights for samples and evaluation (0: no EMA)")
@@ -133,7 +136,7 @@ class TrainConfig:
         for name in ("beta1", "beta2", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
                 bad(name, "must be in [0, 1)")
-        if self.batch_size % self.pac:
+        if self.batch_size % self.pac and not self.pac_fresh:
             bad("pac", f"must divide batch_size ({self.batch_size})")
         for name in ("r1_gamma", "gp_weight", "eval_every", "instance_noise"):
             if getattr(self, name) < 0:

@@ -95,7 +95,7 @@ def sequence_plots(sequences: torch.Tensor, ncol: int | None = None, panel: tupl
     for i in range(n):
         r, c = divmod(i, ncol)
         left, top = pad + c * (width + pad), pad + r * (height + pad)
-        to_y = lambda v: top + (1 - (v / extent + 1) / 2) * (height - 1)  # noqa: E731
+        to_y = lambda v, top=top: top + (1 - (v / extent + 1) / 2) * (height - 1)  # noqa: E731
         draw.rectangle((left, top, left + width - 1, top + height - 1), outline="#b0b0b0")
         draw.line((left, to_y(0.0), left + width - 1, to_y(0.0)), fill="#dddddd")
         for f in range(features):

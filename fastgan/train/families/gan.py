@@ -56,8 +56,19 @@ class GANTrainer(BaseTrainer):
         g, d = build_models(config, data_shape)
         return {"generator": g, "discriminator": d}
 
+    @property
+    def _packs_of_fresh(self) -> int:
+        """Loader batches per D input: pac with --pac-fresh (PacGAN's code: batch_size packs of pac samples), else 1
+        (the batch_size samples form batch_size / pac packs)."""
+        return self.config.pac if self.config.pac_fresh else 1
+
     def _noise(self) -> torch.Tensor:
-        return self.shared_noise(self.config.batch_size, self.config.z_dim)
+        return self.shared_noise(self.config.batch_size * self._packs_of_fresh, self.config.z_dim)
+
+    def _real(self, batches) -> torch.Tensor:
+        k = self._packs_of_fresh
+        self.batches_seen += k
+        return next(batches) if k == 1 else torch.cat([next(batches) for _ in range(k)])
 
     def _d_input(self, x: torch.Tensor, std: float) -> torch.Tensor:
         """What D sees of a real or fake batch: augmented and noised the same way for both."""
@@ -75,8 +86,7 @@ class GANTrainer(BaseTrainer):
         r1_now = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
         std = instance_noise_std(self.step, cfg.steps, cfg.instance_noise) if cfg.instance_noise else 0.0
         for i in range(cfg.n_critic):
-            real = next(batches)
-            self.batches_seen += 1
+            real = self._real(batches)
             last = i == cfg.n_critic - 1
             with self.autocast(), (contextlib.nullcontext() if last else torch.no_grad()):
                 fake = self.g_fwd(self._noise())
@@ -118,7 +128,7 @@ class GANTrainer(BaseTrainer):
         return {"g_loss": loss.detach()}
 
     def samples_per_step(self) -> int:
-        return self.config.batch_size * self.config.n_critic * self.dist.world_size
+        return self.config.batch_size * self._packs_of_fresh * self.config.n_critic * self.dist.world_size
 
 
 GAN_OPTIONS = frozenset(OPTIONAL_FIELDS)
