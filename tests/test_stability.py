@@ -153,6 +153,28 @@ def test_pacgan_widens_d_input_and_divides_its_output_count(pac):
             dcgan_d(torch.randn(9, 1, 16, 16))
 
 
+@pytest.mark.parametrize("pac_fresh, packs, samples", [(False, 2, 6), (True, 6, 18)])
+def test_pac_fresh_gives_d_batch_size_packs_of_pac_fresh_samples(tmp_path, pac_fresh, packs, samples):
+    from fastgan.train import TrainConfig, Trainer
+
+    config = TrainConfig(out_dir=str(tmp_path), dataset="ring8", model="mlp", mlp_hidden=(8,), batch_size=6, pac=3,
+                         pac_fresh=pac_fresh, progress=False)
+    trainer = Trainer(config)
+    seen = []
+    trainer.discriminator.register_forward_hook(lambda m, args, out: seen.append((args[0].shape[0], out.shape[0])))
+    trainer.train_step(iter(trainer.real_batches()))
+    assert seen[0] == (samples, packs) and seen[1] == (samples, packs)  # real, then fake: packs of 3 samples
+    assert trainer.batches_seen == samples // 6 and trainer.samples_per_step() == samples
+
+
+def test_pac_fresh_lifts_the_divisibility_rule():
+    from fastgan.train import TrainConfig
+
+    with pytest.raises(ValueError, match=r"pac: must divide batch_size \(10\)"):
+        TrainConfig(dataset="ring8", model="mlp", batch_size=10, pac=3)
+    assert TrainConfig(dataset="ring8", model="mlp", batch_size=10, pac=3, pac_fresh=True).pac == 3
+
+
 # ---------------------------------------------------------------- minibatch standard deviation
 
 def _minibatch_std_by_loops(x, group_size, num_channels):

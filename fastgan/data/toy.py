@@ -25,8 +25,9 @@ class ToyMixture:
         return self.centers.to(device)[k] + self.std * noise
 
 
-def ring8(radius: float = 2.0, std: float = 0.02) -> ToyMixture:
-    # Metz et al. 2017 (unrolled GAN): 8 modes on a circle of radius 2, std 0.02.
+def ring8(radius: float = 1.0, std: float = 0.01) -> ToyMixture:
+    # 8 modes on a circle of radius 1, std 0.01, as in the unrolled-GAN (Metz et al. 2017), VEEGAN, PacGAN and
+    # GDPP code. fastgan before issue 17 used radius 2, std 0.02: ring8(2.0, 0.02) (the same task scaled by 2).
     angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
     centers = torch.stack([radius * torch.cos(angles), radius * torch.sin(angles)], dim=1).float()
     return ToyMixture("ring8", centers, std)

@@ -78,6 +78,8 @@ def pack(x: torch.Tensor, pac: int) -> torch.Tensor:
 
     Consecutive samples are packed together (samples k*pac .. k*pac + pac - 1 form pack k), so pass
     real and fake images to D in separate calls, or in halves that pac divides.
+    `fastgan train --pac K` packs the batch_size samples of a step into batch_size / K packs; with --pac-fresh
+    a step draws batch_size * K samples, so that D judges batch_size packs as in PacGAN's code.
     """
     if not isinstance(pac, int) or pac < 1:
         raise ValueError(f"pack: pac must be a positive integer; got {pac!r}")
