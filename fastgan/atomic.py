@@ -19,6 +19,13 @@ the folder is fsynced (POSIX persists a rename only once the directory entry is 
   Windows) the folder is not synced: there the rename is made durable by the filesystem's own
   journal, and no call exists to ask for it.
 - Missing parent folders are created (like `mkdir -p`); only the target's own folder is fsynced.
+- While a writer lives, it holds an exclusive flock on its temporary file (where fcntl exists), so
+  that remove_stale_temps can tell the temporary file of a live writer from one that a killed
+  process left behind: the kernel drops the lock when the process dies, even by kill -9.
+
+Append-only files (metrics.jsonl) are not replaced but appended to, one whole line per write(2) with
+O_APPEND (append_line): a crash can tear only the line being written, never an earlier one, and the
+next append cuts a torn last line away first.
 
 Standard library only: every layer of fastgan may import this module.
 """
@@ -26,15 +33,30 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
+import time
+import warnings
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["AtomicFile", "atomic_write", "atomic_write_bytes", "fsync_dir"]
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; remove_stale_temps then goes by age alone
+    fcntl = None
+
+__all__ = ["AtomicFile", "append_line", "atomic_write", "atomic_write_bytes", "fsync_dir", "remove_stale_temps"]
 
 _TEMP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _TEMP_ATTEMPTS = 100
 _NAME_KEPT = 64  # characters of the target's name kept in the temporary name (NAME_MAX is 255 bytes)
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.tmp$")
+#: an unlocked temporary file younger than this may belong to a writer that has created it and not yet
+#: taken its lock (microseconds in practice), so remove_stale_temps leaves it
+FRESH_TEMP_S = 2.0
+#: where locks cannot be taken (no fcntl, or a filesystem without flock), only temporary files untouched for
+#: this long are taken for abandoned
+UNLOCKED_STALE_S = 3600.0
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:
@@ -63,14 +85,27 @@ def _create_temp(path: Path) -> tuple[int, Path]:
                                         f"after {_TEMP_ATTEMPTS} tries")
 
 
+def _hold_lock(fd: int) -> int | None:
+    """A duplicate of fd holding an exclusive flock on the file: the lock lives until the duplicate is closed,
+    after the writer has closed its own descriptor (AtomicFile.sync) and renamed the file. None where locks
+    are not available."""
+    if fcntl is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks only while remove_stale_temps looks at this young file
+    except OSError:
+        return None  # a filesystem without flock: remove_stale_temps goes by age there
+    return os.dup(fd)
+
+
 class AtomicFile:
     """A new file for `path`, written under a temporary name, that appears at `path` only on commit().
 
     Write into `.file` (a binary file object), then call commit(); abort() (or any exception inside a
     `with` block) removes the temporary file and leaves `path` untouched. Leaving a `with` block
     normally commits. Steps, for callers that need to do their own renames (save_checkpoint):
-    sync() flushes, fsyncs and closes the temporary file `.temp`; commit() is sync(), os.replace
-    onto `path`, then fsync_dir of the folder. Each step that fails removes the temporary file
+    sync() flushes, fsyncs and closes the temporary file `.temp`; commit() is sync(), the caller's
+    before_replace(), os.replace onto `path`, then fsync_dir of the folder. Each step that fails removes the temporary file
     (unless it has already been renamed) and raises.
     """
 
@@ -78,11 +113,14 @@ class AtomicFile:
         self.path = Path(path)
         os.makedirs(self.path.parent, exist_ok=True)
         fd, self.temp = _create_temp(self.path)
+        self._lock: int | None = None
         try:
+            self._lock = _hold_lock(fd)
             self.file: BinaryIO = os.fdopen(fd, "wb")
         except BaseException:
             os.close(fd)
             self.temp.unlink(missing_ok=True)
+            self._release()
             raise
         self._state = "open"  # open -> synced -> committed, or -> aborted from open or synced
 
@@ -104,20 +142,25 @@ class AtomicFile:
         self._state = "synced"
         return self.temp
 
-    def commit(self) -> Path:
-        """sync() if not done yet, rename the temporary file over path, fsync the folder; returns path.
+    def commit(self, before_replace: Callable[[], object] | None = None) -> Path:
+        """sync() if not done yet, call before_replace() (save_checkpoint rotates the old files there), rename
+        the temporary file over path, fsync the folder; returns path.
 
-        If the folder sync fails the error is raised, and the new file is already at path.
+        If before_replace or the rename fails, the temporary file is removed and the error raised. If the
+        folder sync fails the error is raised, and the new file is already at path (state 'committed').
         """
         if self._state == "open":
             self.sync()
         self._expect("synced", "commit")
         try:
+            if before_replace is not None:
+                before_replace()
             os.replace(self.temp, self.path)
         except BaseException:
             self.abort()
             raise
         self._state = "committed"
+        self._release()
         fsync_dir(self.path.parent)
         return self.path
 
@@ -132,6 +175,13 @@ class AtomicFile:
             pass  # the buffered data is being thrown away: failing to write it changes nothing
         finally:
             self.temp.unlink(missing_ok=True)
+            self._release()
+
+    def _release(self) -> None:
+        """Drop the lock that marks the temporary file as being written."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def _expect(self, state: str, step: str) -> None:
         if self._state != state:
@@ -157,10 +207,115 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     processes write the same path at once (the last rename wins).
     """
     with AtomicFile(path) as out:
-        write(out.file)
+        try:
+            write(out.file)
+        except OSError as e:
+            if e.filename is None:  # a failed write(2) names no file; say which one (disk full, quota)
+                e.filename = os.fspath(path)
+            raise
     return out.path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | bytearray | memoryview) -> Path:
     """Write data to path atomically; returns path as a Path."""
     return atomic_write(path, lambda f: f.write(data))
+
+
+def append_line(path: str | os.PathLike, line: str, sync: bool = True) -> None:
+    """Append `line` and a newline to the log file at path (created if missing), in one write(2) with O_APPEND.
+
+    A crash can then tear only this line, never an earlier one. A failed write (disk full) is undone by
+    cutting the file back to its old length before the error is raised. A file that does not end in a
+    newline holds a line torn by an earlier crash: it is cut back to its last complete line, with a
+    warning, so the new line does not run into it. sync: fsync after writing.
+    """
+    data = memoryview((line.rstrip("\n") + "\n").encode())
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    size = None
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            kept = _complete_lines_length(fd, size)
+            os.ftruncate(fd, kept)
+            warnings.warn(f"{os.fspath(path)}: dropped a torn last line ({size - kept} bytes, left by an interrupted "
+                          "write)", stacklevel=2)
+            size = kept
+        while data:
+            data = data[os.write(fd, data):]
+        if sync:
+            os.fsync(fd)
+    except OSError as e:
+        if size is not None:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass  # the error below is what the caller needs; the reader drops a torn last line anyway
+        if e.filename is None:
+            e.filename = os.fspath(path)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _complete_lines_length(fd: int, size: int) -> int:
+    """The length of the file up to and including its last newline (0 if it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        end = start
+    return 0
+
+
+def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove the temporary files (`.NAME.<random>.tmp`) that writers killed mid-write left in folder.
+
+    name: only the temporary files of that target (None: of every target). Returns the removed paths.
+
+    A temporary file is removed only when no live writer holds it: every AtomicFile holds an exclusive
+    flock on its temporary file until it is renamed or removed, and the kernel drops the lock when the
+    process dies, so a file nobody locks is abandoned; one younger than FRESH_TEMP_S seconds is left, as
+    its writer may be between creating it and locking it. Where flock is not available (Windows, some
+    network filesystems) only files untouched for UNLOCKED_STALE_S seconds (an hour) are removed.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed, now = [], time.time()
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or (name is not None and match["name"] != name[:_NAME_KEPT]):
+            continue
+        if _remove_if_abandoned(entry.path, now):
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _remove_if_abandoned(path: str, now: float) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False  # gone already (renamed or removed by its writer), or not ours to read
+    try:
+        age = now - os.fstat(fd).st_mtime
+        if fcntl is None:
+            abandoned = age >= UNLOCKED_STALE_S
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                abandoned = age >= FRESH_TEMP_S
+            except BlockingIOError:
+                abandoned = False  # a live writer holds it
+            except OSError:
+                abandoned = age >= UNLOCKED_STALE_S
+        if abandoned:
+            os.unlink(path)  # while holding the lock: no writer can take the file over meanwhile
+        return abandoned
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)

@@ -25,6 +25,7 @@ from fastgan.train.checkpoint import (
     checkpoint_nbytes,
     load_checkpoint,
     save_checkpoint,
+    save_space_needed,
 )
 
 HEADER_BYTES = 56
@@ -238,13 +239,13 @@ EACCES = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
 # (module whose os fails, os function, call number that fails, error, step load_checkpoint(run) then gives,
 # fallback?). In fastgan.atomic, os.open call 1 creates the temporary file and os.fsync call 1 syncs it;
-# in checkpoint, os.replace call 1 moves checkpoint.pt to prev and call 2 moves the new file in.
+# checkpoint's os.replace moves checkpoint.pt to prev, then fastgan.atomic's (call 1) moves the new file in.
 Crash = namedtuple("Crash", "where name on_call error step fallback")
 CRASHES = {
     "temp file not creatable": Crash(atomic, "open", 1, EACCES, 2, False),
     "disk full while syncing the new file": Crash(atomic, "fsync", 1, ENOSPC, 2, False),
     "rename of checkpoint.pt to prev fails": Crash(checkpoint, "replace", 1, EACCES, 2, False),
-    "crash between the two renames": Crash(checkpoint, "replace", 2, ENOSPC, 2, True),
+    "crash between the two renames": Crash(atomic, "replace", 1, ENOSPC, 2, True),
 }
 
 
@@ -328,8 +329,20 @@ def test_check_writable_refuses_a_read_only_folder(tmp_path, monkeypatch):
         check_writable(tmp_path, 0)
 
 
-def test_check_writable_needs_an_existing_folder_and_a_size(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run directory does not exist"):
-        check_writable(tmp_path / "nope", 0)
+def test_check_writable_checks_where_a_missing_run_directory_would_be_created_and_creates_nothing(tmp_path):
+    check_writable(tmp_path / "runs" / "new", 0)
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        check_writable(tmp_path / "file" / "new", 0)
     with pytest.raises(ValueError, match="need_bytes must be >= 0; got -1"):
         check_writable(tmp_path, -1)
+
+
+def test_save_space_needed_is_three_checkpoints_less_the_two_already_there(tmp_path):
+    assert save_space_needed(tmp_path, 1000) == 3000
+    save_checkpoint(state(1), tmp_path)
+    size = (tmp_path / LATEST).stat().st_size
+    assert save_space_needed(tmp_path, size) == 2 * size
+    save_checkpoint(state(2), tmp_path)
+    assert save_space_needed(tmp_path, size) == size

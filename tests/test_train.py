@@ -84,7 +84,10 @@ def test_resume_is_bit_identical(tmp_path, extra):
 
 
 def test_resume_without_a_checkpoint_is_an_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+    with pytest.raises(FileNotFoundError, match="no such run to resume"):
+        train(small(tmp_path, steps=1, name="ghost", resume=True))
+    (tmp_path / "ghost").mkdir()
+    with pytest.raises(FileNotFoundError, match="nothing to resume: the run wrote no checkpoint"):
         train(small(tmp_path, steps=1, name="ghost", resume=True))
 
 
@@ -160,13 +163,33 @@ def test_wgan_gp_step_reports_the_penalty(tmp_path):
         (dict(d_loss="kl"), "d_loss: must be one of"),
         (dict(amp="fp8"), "amp: must be bf16, fp16 or none"),
         (dict(batch_size=0), "batch_size: must be >= 1"),
-        (dict(seed=-1), "seed: must be >= 0"),
+        (dict(seed=-1), r"seed: must be between 0 and 2\*\*63 - 1"),
         (dict(label_smoothing=0.1, d_loss="hinge"), "applies to d_loss=bce only"),
+        # Types, read from the field annotations, for the Python API as for TOML (issue 18, items 4 and 9).
+        (dict(steps="abc"), "TrainConfig.steps: must be a whole number; got 'abc'"),
+        (dict(steps=1.5), "TrainConfig.steps: must be a whole number; got 1.5"),
+        (dict(steps=True), "TrainConfig.steps: must be a whole number; got True"),
+        (dict(mlp_hidden=5), "TrainConfig.mlp_hidden: must be a list of whole numbers; got 5"),
+        (dict(lr_g="fast"), "TrainConfig.lr_g: must be a number; got 'fast'"),
+        (dict(dataset=5), "TrainConfig.dataset: must be a string; got 5"),
+        (dict(compile="yes"), "TrainConfig.compile: must be true or false"),
+        (dict(r1_gamma=float("nan")), "TrainConfig.r1_gamma: must be a finite number; got nan"),
+        (dict(lr_d=float("inf")), "TrainConfig.lr_d: must be a finite number; got inf"),
+        (dict(seed=1e20), "TrainConfig.seed: must be a whole number; got 1e"),
+        (dict(seed=10**20), r"TrainConfig.seed: must be between 0 and 2\*\*63 - 1"),
+        (dict(device="bogus"), "TrainConfig.device: device 'bogus' is not a torch device; use cpu, cuda or cuda:N"),
+        (dict(device="tpu"), "TrainConfig.device: device 'tpu' is not a torch device"),
+        (dict(device="meta"), "TrainConfig.device: device 'meta': fastgan trains on cpu or cuda devices"),
     ],
 )
 def test_config_rejects_bad_values(overrides, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**overrides)
+
+
+def test_config_takes_whole_numbers_for_floats_and_lists_for_tuples():
+    config = TrainConfig(lr_g=1, model="mlp", mlp_hidden=[8, 4])
+    assert type(config.lr_g) is float and config.lr_g == 1.0 and config.mlp_hidden == (8, 4)
 
 
 def test_points_dataset_needs_the_mlp_model(tmp_path):

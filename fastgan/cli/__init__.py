@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import traceback
 
@@ -13,7 +15,8 @@ from .config_args import add_config_arguments, config_from_args
 #: subcommand name -> its module, in the order --help lists them
 COMMANDS = {"train": train, "sample": sample, "eval": eval_command, "prepare": prepare, "bench": bench}
 
-__all__ = ["COMMANDS", "add_config_arguments", "build_parser", "config_from_args", "main", "version_text"]
+__all__ = ["COMMANDS", "add_config_arguments", "build_parser", "config_from_args", "describe_error", "main",
+           "version_text"]
 
 
 def version_text() -> str:
@@ -42,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastgan", description="Fast, exact GAN training for PyTorch.")
     parser.add_argument("--version", action=_Version,
                         help="print the version and the implementation each layer uses (fused ops, data loader)")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (as does the environment variable FASTGAN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         p = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
@@ -51,16 +55,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def debug_requested(args: argparse.Namespace) -> bool:
+    """--debug, or FASTGAN_DEBUG set to anything but empty or 0."""
+    return args.debug or os.environ.get("FASTGAN_DEBUG", "") not in ("", "0")
+
+
+#: errno values that mean the disk (or the user's share of it) is full
+_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def describe_error(e: BaseException) -> tuple[int, str]:
+    """(exit status, one line) for an error that ends a command: 2 for what the user can fix in the command, its
+    files or its settings (ValueError, OSError), 1 for a failure at run time (a run that diverged, anything
+    unexpected, which the line says how to see in full)."""
+    from ..train import NonFiniteError
+
+    text = str(e)
+    if isinstance(e, OSError):
+        if e.filename is not None and e.strerror and not text.startswith(str(e.filename)):
+            text = f"{e.filename}: {e.strerror}"
+        elif e.strerror and text.startswith("[Errno"):
+            text = text.split("] ", 1)[-1]
+        if e.errno in _FULL:
+            text += " (the disk is full: free some space, then run again; a run continues with --resume)"
+    text = " ".join(text.split("\n")).strip()
+    if isinstance(e, NonFiniteError):
+        return 1, text
+    if isinstance(e, (ValueError, OSError)):
+        return 2, text
+    return 1, f"{type(e).__name__}: {text} (unexpected; FASTGAN_DEBUG=1 or --debug shows where it happened)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a fastgan command. Errors end in one line on stderr and exit status 2 (bad option, file, setting,
+    device, full disk) or 1 (a run that stopped at run time); --debug or FASTGAN_DEBUG=1 prints the
+    traceback first."""
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
     except KeyboardInterrupt:
         print("fastgan: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as e:
-        if args.debug:
+    except Exception as e:
+        if debug_requested(args):
             traceback.print_exc()
-        print(f"fastgan {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        status, text = describe_error(e)
+        print(f"fastgan {args.command}: error: {text}", file=sys.stderr)
+        return status
     return 0

@@ -29,8 +29,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> dict[str, float]:
     """Evaluate, print a table, and append {"step": ..., "eval": {...}} to the run's metrics.jsonl."""
-    import os
-
+    from ..atomic import append_line
     from ..train.evaluate import METRICS, evaluate_checkpoint, run_directory
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
@@ -46,9 +45,6 @@ def run(args) -> dict[str, float]:
     for key, value in result.items():
         print(f"{key:<{width}}  {value:.6g}")
     line = json.dumps({"step": step, "eval": {"n": n, **result}})
-    # An append, not a rewrite: the log is the run's history.
-    with open(run_directory(args.ckpt) / METRICS, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    # An append, not a rewrite: the log is the run's history (a crash can tear only this line).
+    append_line(run_directory(args.ckpt) / METRICS, line)
     return {"step": step, **result}

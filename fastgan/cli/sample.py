@@ -24,8 +24,12 @@ def run(args) -> None:
     from ..train.families import family
     from ..train.samples import write_samples
 
+    from ..train.config import MAX_SEED
+
     if args.n < 1:
         raise ValueError(f"--n must be >= 1; got {args.n}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"--seed must be between 0 and 2**63 - 1; got {args.seed}")
     generator, config, step = load_generator(args.ckpt, ema=not args.no_ema, device=args.device)
     kind = dataset_kind(config.dataset)
     samples = family(config.model).trainer.draw_samples(generator, config, args.n, args.seed, args.device)

@@ -45,6 +45,12 @@ class PackedDataset:
     The header is validated against the file size before any payload byte is mapped. With
     verify=True (the default) the CRC32 of the payload is checked once at open; zlib runs at well
     over 1 GB/s, so this costs little next to a single training epoch.
+
+    The file must not shrink while it is open: reading a page of the mapping past the new end of the file
+    makes the kernel send SIGBUS, which kills the process (Python cannot catch it). check_size() turns
+    that into a ValueError where it can be seen cheaply: at open, and every time the length is asked for,
+    which fastgan.data.Loader does at the start of each epoch (one stat call). A file truncated in the
+    middle of an epoch can still end the process; docs/data-format.md says how to avoid it.
     """
 
     def __init__(self, path: str | os.PathLike, verify: bool = True):
@@ -65,7 +71,19 @@ class PackedDataset:
         self.labels = (np.frombuffer(raw[h.labels_offset:], dtype="<i8").astype(np.int64)
                        if h.has_labels else None)
 
+    def check_size(self) -> None:
+        """ValueError if the file no longer has the size its header gave at open (truncated or replaced under us)."""
+        try:
+            size = os.stat(self.path).st_size
+        except OSError as e:
+            raise ValueError(f"{self.path}: the dataset file went away while in use ({e.strerror})") from None
+        if size != self.header.file_size:
+            raise ValueError(f"{self.path}: the file changed size while in use ({self.header.file_size} -> {size} "
+                             f"bytes); reading on could crash the process (SIGBUS). Do not rewrite a .fgd file "
+                             f"that a run reads: write a new one (`fastgan prepare` replaces it atomically)")
+
     def __len__(self) -> int:
+        self.check_size()  # the Loader asks at the start of each epoch: see the class docstring
         return self.header.count
 
     @property
@@ -76,4 +94,4 @@ class PackedDataset:
         return self.images[i]
 
     def __repr__(self) -> str:
-        return f"PackedDataset({self.path!r}, {len(self)} images, shape={self.shape}, labels={self.labels is not None})"
+        return f"PackedDataset({self.path!r}, {self.header.count} images, shape={self.shape}, labels={self.labels is not None})"

@@ -1,7 +1,8 @@
 """The dataset tool: turns image folders, zips, arrays, MNIST, CIFAR-10 or a built-in set into a .fgd file.
 
-Images are stored uint8 NCHW: 1 channel when every source image is greyscale, else RGB (alpha and
-palettes are converted). The order is deterministic: files sorted by relative path. Labels come from
+Images are stored uint8 NCHW: 1 channel when every source image is greyscale, else RGB (alpha is
+dropped and palettes are converted, for image files and 4-channel arrays alike: training takes 1 or 3
+channels). 16-bit greyscale images are scaled to 8 bits (v / 257, rounded), not clipped. The order is deterministic: files sorted by relative path. Labels come from
 the first-level sub-folder names, sorted, when every image lives in one.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import os
 import pickle
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,11 +20,15 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
+from ..atomic import remove_stale_temps
 from .builtin import IMAGE_DATASETS, load_image_dataset
 from .format import FgdWriter
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+WIDE_GREY_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # 16-bit PNG and TIFF greyscale, as PIL opens them
+#: what reading a damaged archive (.zip, .npz) raises: bad CRC, truncated or bit-flipped deflate streams
+DAMAGED_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
 IMAGE_KEYS = ("images", "x", "x_train", "data", "imgs")
 LABEL_KEYS = ("labels", "y", "y_train", "targets", "label")
 CIFAR10_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -53,6 +59,8 @@ def prepare(src, dst, resolution: int | None = None, center_crop: bool = False, 
     from tqdm import tqdm
 
     dst = Path(dst)
+    # Temporary files of an earlier prepare of dst that was killed (they can be as large as the dataset).
+    remove_stale_temps(dst.parent, dst.name)
     with FgdWriter(dst, source.count, source.shape, source.labels is not None) as writer:
         with tqdm(total=source.count, disable=not progress, unit="img", desc=f"prepare {dst.name}") as bar:
             for chunk in source.chunks():
@@ -89,6 +97,8 @@ def _open_source(src, resolution, center_crop) -> _Source:
 
 def _array_source(images: np.ndarray, labels: np.ndarray | None, resolution, center_crop, name) -> _Source:
     images = _to_nchw(images, name)
+    if images.shape[1] == 4:
+        images = images[:, :3]  # RGBA: the alpha plane is dropped, as convert("RGB") does for image files
     if labels is not None:
         labels = np.asarray(labels)
         if labels.ndim == 2 and labels.shape[1] == 1:
@@ -137,6 +147,17 @@ def _to_nchw(images: np.ndarray, name: str) -> np.ndarray:
 
 
 def _load_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        return _read_array_file(path)
+    except DAMAGED_ARCHIVE_ERRORS as e:
+        raise ValueError(f"{path}: not a readable {path.suffix.lower()} file (damaged or truncated?): {e}") from None
+    except ValueError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable {path.suffix.lower()} file (damaged or truncated?): {e}") from None
+
+
+def _read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     if path.suffix.lower() == ".npy":
         return np.load(path, allow_pickle=False), None
     with np.load(path, allow_pickle=False) as archive:
@@ -258,8 +279,15 @@ def _zip_entries(path: Path) -> list[tuple[str, str, Callable]]:
     names = sorted(n for n in archive.namelist()
                    if not n.endswith("/") and n.lower().endswith(IMAGE_EXTENSIONS)
                    and not any(part.startswith((".", "__MACOSX")) for part in n.split("/")))
-    # Each member is read whole into memory: PIL wants a seekable file.
-    return [(n, f"{path}/{n}", lambda n=n: io.BytesIO(archive.read(n))) for n in names]
+    def read(name: str) -> io.BytesIO:
+        # Each member is read whole into memory: PIL wants a seekable file.
+        try:
+            return io.BytesIO(archive.read(name))
+        except DAMAGED_ARCHIVE_ERRORS as e:
+            raise ValueError(f"{path}/{name}: damaged zip member (bad CRC, truncated or corrupt): {e}; the zip "
+                             "file is damaged, fetch or pack it again") from None
+
+    return [(n, f"{path}/{n}", lambda n=n: read(n)) for n in names]
 
 
 def _image_source(entries, resolution, center_crop, name) -> _Source:
@@ -288,6 +316,7 @@ def _image_source(entries, resolution, center_crop, name) -> _Source:
     def chunks():
         for _, entry_name, opener in entries:
             with _open_image(entry_name, opener) as im:
+                im = _to_8_bits(im, entry_name)
                 try:
                     im = _fit(im.convert(mode), resolution, center_crop)
                 except (OSError, ValueError, SyntaxError) as e:
@@ -298,10 +327,24 @@ def _image_source(entries, resolution, center_crop, name) -> _Source:
     return _Source(len(entries), (channels, height, width), labels, chunks)
 
 
+def _to_8_bits(im: Image.Image, name: str) -> Image.Image:
+    """An 8-bit image for a 16-bit greyscale one (v / 257, rounded: 0 -> 0, 65535 -> 255); convert("L") would clip
+    every value above 255 to white. Floating-point images have no agreed range and are refused."""
+    if im.mode == "F":
+        raise ValueError(f"{name}: floating-point image (mode F) has no fixed range; save it as 8- or 16-bit")
+    if im.mode not in WIDE_GREY_MODES:
+        return im
+    values = np.asarray(im).astype(np.int64)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError(f"{name}: {im.mode} image with values outside 0..65535; save it as 8- or 16-bit")
+    return Image.fromarray(((values * 2 + 257) // 514).astype(np.uint8), mode="L")
+
+
 def _open_image(name: str, opener) -> Image.Image:
     # opener gives a path (PIL then closes the file with the image) or an in-memory file.
+    source = opener()
     try:
-        return Image.open(opener())
+        return Image.open(source)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"{name}: cannot read image: {e}") from None
 

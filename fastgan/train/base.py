@@ -26,10 +26,42 @@ if TYPE_CHECKING:
 
 SAMPLES = "samples"  # run_dir/samples.png (or .txt): the latest samples; run_dir/samples/: one per sample step
 POINTS_PER_SCATTER = 2000
+DEVICE_TYPES = ("cpu", "cuda")
+#: |loss| above which an update is taken for a diverged one and warned about (once per network): a GAN, VAE
+#: or sequence loss of a working run is far below it (BCE of a logit l is about |l|, so this is |logit| ~ 1e6;
+#: `--lr-d 1e6` drives the logits to ~1e14 while every value stays finite)
+DIVERGED_LOSS = 1e6
 
 
 class NonFiniteError(RuntimeError):
     """Training produced non-finite losses or gradients for too many consecutive updates."""
+
+
+class DivergenceWarning(UserWarning):
+    """A loss is finite but so large (|loss| > DIVERGED_LOSS) that training has almost surely diverged."""
+
+
+def check_device(device, available: bool = True) -> torch.device:
+    """The torch.device fastgan runs on for `device`, or ValueError saying what is wrong and what to pass.
+
+    Without `available`, only the name is checked (a saved config may name a GPU that this machine lacks);
+    with it, the device must also exist here.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if parsed.type not in DEVICE_TYPES:
+        raise ValueError(f"device {device!r}: fastgan trains on {' or '.join(DEVICE_TYPES)} devices; use cpu, cuda "
+                         f"or cuda:N")
+    if available and parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise ValueError(f"device {device!r}: CUDA is not available ({why}); use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0")
+    return parsed
 
 
 class BaseTrainer:
@@ -41,9 +73,7 @@ class BaseTrainer:
 
         self.config = config
         self.dist = dist if dist is not None else Distributed.single(config.device)
-        self.device = torch.device(self.dist.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {config.device!r} requested but CUDA is not available")
+        self.device = check_device(self.dist.device)
         if config.threads:
             torch.set_num_threads(config.threads)
         # The loop's random draws come from this generator, whose state is checkpointed. All processes
@@ -63,6 +93,7 @@ class BaseTrainer:
         # Consecutive skipped updates, per network: a healthy G step does not excuse a broken D.
         self.nonfinite_in_a_row: dict[str, int] = {}
         self.skipped_updates = 0
+        self.diverged_warned: set[str] = set()  # networks already warned about with a DivergenceWarning
         self.data = self.open_data()
         self.data_shape = tuple(self.data.shape)
 
@@ -155,6 +186,9 @@ class BaseTrainer:
         optimizer, scaler = self.optimizers[name], self.scalers[name]
         params = [p for group in optimizer.param_groups for p in group["params"]]
         ok = torch.isfinite(loss.detach()).all()
+        # Read with the verdict, in the same host synchronisation: a finite loss this large means a run that
+        # has diverged without overflowing (see DIVERGED_LOSS).
+        diverged = (loss.detach().abs().max() > DIVERGED_LOSS) & ok
         if self.dist.world_size > 1:
             from .distributed import all_reduce_gradients
 
@@ -166,7 +200,13 @@ class BaseTrainer:
             grads = [p.grad for p in params if p.grad is not None]
             if grads:
                 ok = ok & torch.stack([torch.isfinite(g).all() for g in grads]).all()
-        if bool(ok):
+        ok, diverged = torch.stack([ok, diverged]).tolist()
+        if diverged and name not in self.diverged_warned:
+            self.diverged_warned.add(name)
+            warnings.warn(f"step {self.step + 1}: {name}: loss {loss.detach().abs().max().item():.3g} is finite "
+                          f"but above {DIVERGED_LOSS:g}: training has diverged. Try a lower learning rate, or a "
+                          f"penalty such as --r1-gamma", DivergenceWarning, stacklevel=2)
+        if ok:
             self.nonfinite_in_a_row[name] = 0
             scaler.step(optimizer)
             scaler.update()
@@ -181,8 +221,7 @@ class BaseTrainer:
         if in_a_row >= self.config.max_nonfinite:
             raise NonFiniteError(
                 f"{where}: non-finite loss or gradients in {in_a_row} updates in a row; training "
-                f"stopped (the last checkpoint is intact). Try a lower learning rate, --amp bf16, or a penalty "
-                f"such as --r1-gamma")
+                f"stopped. Try a lower learning rate, --amp bf16, or a penalty such as --r1-gamma")
         warnings.warn(f"{where}: non-finite loss or gradients; update skipped "
                       f"({in_a_row} in a row, stop at {self.config.max_nonfinite})", stacklevel=2)
         return False
@@ -291,11 +330,17 @@ class BaseTrainer:
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
             "rng": rng,
+            # So that a resumed run stops at the same update as an uninterrupted one would.
+            "nonfinite": {"in_a_row": dict(self.nonfinite_in_a_row), "skipped_updates": self.skipped_updates},
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        from .checkpoint import CheckpointError
+    #: keys load_state_dict needs; "nonfinite" is optional (checkpoints written before it existed)
+    STATE_KEYS = ("step", "batches_seen", "config", "data_shape", "networks", "ema", "optimizers", "scalers", "rng")
 
+    def load_state_dict(self, state: dict) -> None:
+        from .checkpoint import CheckpointError, require_keys
+
+        require_keys(state, self.STATE_KEYS, "checkpoint")
         if list(state["data_shape"]) != list(self.data_shape):
             raise CheckpointError(
                 f"checkpoint was trained on data of shape {state['data_shape']}, this run has {list(self.data_shape)}")
@@ -311,5 +356,8 @@ class BaseTrainer:
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.step, self.batches_seen = state["step"], state["batches_seen"]
+        nonfinite = state.get("nonfinite", {})
+        self.nonfinite_in_a_row = dict(nonfinite.get("in_a_row", {}))
+        self.skipped_updates = nonfinite.get("skipped_updates", 0)
         if self.ema is not None:
             self.ema.num_updates = self.step

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from fastgan.atomic import AtomicFile, fsync_dir
+from fastgan.atomic import AtomicFile
 from fastgan.atomic import atomic_write_bytes  # noqa: F401  (still imported from here by train/)
 
 FORMAT = "fastgan-checkpoint"
@@ -87,17 +87,21 @@ def save_checkpoint(state: dict, run_dir: Path) -> Path:
     had_latest = latest.exists()
     new = None
     rotated = published = False
+    def rotate():
+        nonlocal rotated
+        if had_latest:
+            os.replace(latest, previous)
+            rotated = True
+
     try:
         new = AtomicFile(latest)
         new.file.write(header)
         new.file.write(payload)
         new.sync()  # the new checkpoint is on disk under its temporary name before any rename
-        if had_latest:
-            os.replace(latest, previous)
-            rotated = True
-        os.replace(new.temp, latest)
-        published = True
-        fsync_dir(run_dir)
+        try:
+            new.commit(before_replace=rotate)
+        finally:
+            published = new.state == "committed"
     except BaseException as e:
         if new is not None and not published:
             new.abort()
@@ -119,28 +123,53 @@ def save_checkpoint(state: dict, run_dir: Path) -> Path:
     return latest
 
 
-def check_writable(run_dir: str | Path, need_bytes: int) -> None:
-    """Raise before training if run_dir cannot take a checkpoint of need_bytes bytes.
+def save_space_needed(run_dir: str | Path, nbytes: int) -> int:
+    """Free bytes that the saves of checkpoints of nbytes bytes into run_dir need at their peak.
 
-    Creates and removes a temporary file in run_dir (the folder must exist), then checks that the
-    filesystem has at least need_bytes free. save_checkpoint writes the new file while the two it
-    keeps still exist, so need_bytes should be at least one checkpoint (checkpoint_nbytes(state)).
-    Raises PermissionError / OSError naming the folder, or OSError(ENOSPC) naming the folder, the
-    free and the needed bytes.
+    save_checkpoint writes the new file while checkpoint.pt and checkpoint.prev.pt still exist, so a run
+    takes room for three checkpoints (new, current, previous); the checkpoints already in run_dir count
+    toward them.
+    """
+    run_dir = Path(run_dir)
+    have = sum(p.stat().st_size for p in (run_dir / LATEST, run_dir / PREVIOUS) if p.is_file())
+    return max(0, 3 * nbytes - have)
+
+
+def check_writable(run_dir: str | Path, need_bytes: int) -> None:
+    """Raise before training if run_dir cannot take need_bytes bytes of checkpoints.
+
+    Creates and removes a temporary file in run_dir, or, when run_dir does not exist yet, in the nearest
+    folder above it that does (where it would be created), then checks that the filesystem has at least
+    need_bytes free (save_space_needed says how much a run's saves need). Raises PermissionError / OSError
+    naming the folder, or OSError(ENOSPC) naming the folder, the free and the needed bytes.
     """
     run_dir = Path(run_dir)
     if need_bytes < 0:
         raise ValueError(f"check_writable: need_bytes must be >= 0; got {need_bytes}")
-    if not run_dir.is_dir():
-        raise FileNotFoundError(errno.ENOENT, f"{run_dir}: run directory does not exist (create it first)")
+    folder = run_dir
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{folder}: not a folder, so {run_dir} cannot be created in it")
     try:
-        AtomicFile(run_dir / ".fastgan-write-test").abort()  # the temporary file save_checkpoint would make
+        AtomicFile(folder / ".fastgan-write-test").abort()  # the temporary file save_checkpoint would make
     except OSError as e:
-        raise type(e)(e.errno, f"{run_dir}: run directory is not writable: {e.strerror or e}") from e
-    free = shutil.disk_usage(run_dir).free
+        where = "run directory" if folder == run_dir else f"folder (where {run_dir} would be created)"
+        raise type(e)(e.errno, f"{folder}: {where} is not writable: {e.strerror or e}") from e
+    free = shutil.disk_usage(folder).free
     if free < need_bytes:
         raise OSError(errno.ENOSPC, f"{run_dir}: not enough free space for checkpoints: {_size(free)} free, "
-                                    f"{_size(need_bytes)} needed")
+                                    f"{_size(need_bytes)} needed (room for three checkpoints: the new one, the "
+                                    "current and the previous)")
+
+
+def require_keys(state: dict, keys, path) -> None:
+    """CheckpointError unless the checkpoint state has every key (a file with fastgan's marker can still lack some:
+    damaged, or written by other code)."""
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a complete fastgan training checkpoint: it has no "
+                              f"{', '.join(map(repr, missing))}")
 
 
 def _size(n: int) -> str:

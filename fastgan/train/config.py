@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,9 +15,11 @@ from ..losses import D_LOSS_KINDS, G_LOSS_KINDS
 from ..models.recurrent import OUTPUT_ACTS
 from ..models.vae import LIKELIHOODS
 from ..nn import DIFF_AUGMENT_POLICIES
+from .base import check_device
 from .families import FAMILIES, MODELS, OPTIONAL_FIELDS, family
 
 AMP_MODES = ("bf16", "fp16")
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes 64 bits; seed + 1 seeds the sample grids
 SEQGAN_DISCRIMINATORS = ("lstm", "cnn")
 
 
@@ -115,6 +121,7 @@ class TrainConfig:
         def bad(name, why):
             raise ValueError(f"TrainConfig.{name}: {why}; got {getattr(self, name)!r}")
 
+        self._check_types(bad)
         if self.model not in FAMILIES:
             bad("model", f"must be one of {', '.join(MODELS)}")
         if self.d_loss not in D_LOSS_KINDS:
@@ -128,8 +135,12 @@ class TrainConfig:
                      "max_nonfinite"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
-        if self.seed < 0:
-            bad("seed", "must be >= 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            bad("seed", f"must be between 0 and 2**63 - 1 ({MAX_SEED})")
+        try:
+            check_device(self.device, available=False)
+        except ValueError as e:
+            raise ValueError(f"TrainConfig.device: {e}") from None
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 bad(name, "must be > 0")
@@ -171,6 +182,37 @@ class TrainConfig:
                 bad(name, f"must be one of {', '.join(choices)}")
         self._validate_family(bad)
 
+    def _check_types(self, bad) -> None:
+        """Each field's value has the type its annotation says (TOML and the Python API pass anything): ints are
+        ints (not bools, not 1.5), floats are finite numbers (stored as float), strings are strings, and
+        tuple[int, ...] is a list or tuple of ints."""
+        for f in dataclasses.fields(self):
+            kind, value = _field_types()[f.name], getattr(self, f.name)
+            if value is None and type(None) in typing.get_args(kind):
+                continue  # an optional field switched off
+            optional = typing.get_origin(kind) in (typing.Union, types.UnionType)
+            base = next(t for t in typing.get_args(kind) if t is not type(None)) if optional else kind
+            if base is bool:
+                if not isinstance(value, bool):
+                    bad(f.name, "must be true or false")
+            elif base is int:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    bad(f.name, "must be a whole number")
+            elif base is float:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    bad(f.name, "must be a number")
+                if not math.isfinite(value):
+                    bad(f.name, "must be a finite number")
+                setattr(self, f.name, float(value))
+            elif base is str:
+                if not isinstance(value, str):
+                    bad(f.name, "must be a string")
+            elif typing.get_origin(base) is tuple:
+                if not isinstance(value, (list, tuple)) or not all(
+                        isinstance(v, int) and not isinstance(v, bool) for v in value):
+                    bad(f.name, "must be a list of whole numbers")
+                setattr(self, f.name, tuple(value))
+
     def _validate_family(self, bad) -> None:
         """The rules of config.model's declaration (fastgan.train.families): its data, options and fixed fields."""
         declared = family(self.model)
@@ -196,6 +238,11 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def differences(self, other: "TrainConfig", ignore=()) -> list[str]:
+        """Names of the fields where self and other differ, but for those in ignore."""
+        return [f.name for f in dataclasses.fields(self)
+                if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)]
+
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -213,3 +260,9 @@ class TrainConfig:
                 raise ValueError(f"{path}: not valid TOML: {e}") from None
         values.update(overrides)
         return cls.from_dict(values)
+
+
+@functools.cache
+def _field_types() -> dict:
+    return typing.get_type_hints(TrainConfig)
+

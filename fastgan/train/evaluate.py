@@ -22,7 +22,13 @@ def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 25
     """
     from .. import data
     from ..metrics import evaluate_generator
+    from .config import MAX_SEED
 
+    for name, value in (("n", n), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"evaluate_checkpoint: {name} must be a whole number >= 1; got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"evaluate_checkpoint: seed must be a whole number between 0 and 2**63 - 1; got {seed!r}")
     generator, config, step = load_generator(ckpt, ema=True, device=device)
     if data.dataset_kind(config.dataset) in ("images", "points"):
         result = evaluate_generator(generator, config.dataset if dataset is None else dataset, config.resolution,

@@ -11,16 +11,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import BaseTrainer
-from ..atomic import atomic_write_bytes
-from .checkpoint import (DAMAGED, LATEST, CheckpointFallbackWarning, check_writable, checkpoint_nbytes, load_checkpoint,
-                         save_checkpoint)
+from .base import BaseTrainer, NonFiniteError, check_device
+from ..atomic import append_line, atomic_write_bytes, remove_stale_temps
+from .checkpoint import (DAMAGED, LATEST, PREVIOUS, CheckpointError, CheckpointFallbackWarning, check_writable,
+                         checkpoint_nbytes, load_checkpoint, require_keys, save_checkpoint, save_space_needed)
 from .config import TrainConfig
 from .families import family
 
 METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+#: what a resume may change: the length of the run, its outputs, and where and how fast it runs
+RESUMABLE = ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "eval_n", "n_samples", "progress",
+             "device", "threads")
+#: free space the pre-flight asks for beyond the checkpoints: the log and the sample grids
+OUTPUT_MARGIN_BYTES = 1 << 20
 
-__all__ = ["load_generator", "make_trainer", "train"]
+__all__ = ["load_generator", "make_trainer", "read_log", "train"]
 
 
 def make_trainer(config: TrainConfig, dist=None) -> BaseTrainer:
@@ -28,35 +34,153 @@ def make_trainer(config: TrainConfig, dist=None) -> BaseTrainer:
     return family(config.model).trainer(config, dist)
 
 
-def _new_run_dir(config: TrainConfig) -> Path:
+def _has_checkpoint(run: Path) -> bool:
+    return (run / LATEST).exists() or (run / PREVIOUS).exists()
+
+
+def _choose_run_dir(config: TrainConfig) -> Path:
+    """The run directory, which is not created here: _open_run_dir makes it once every check has passed.
+
+    A named folder that holds a run which stopped before its first checkpoint (config.json, no checkpoint)
+    is taken again: there is nothing in it to resume.
+    """
     out = Path(config.out_dir)
     if config.resume:
         if not config.name:
             raise ValueError("resume needs the run's name (--name)")
         run = out / config.name
-        if not (run / "checkpoint.pt").exists() and not (run / "checkpoint.prev.pt").exists():
-            raise FileNotFoundError(f"{run}: nothing to resume (no checkpoint.pt)")
+        if not run.is_dir():
+            raise FileNotFoundError(f"{run}: no such run to resume (check --out-dir and --name)")
+        if not _has_checkpoint(run):
+            raise FileNotFoundError(f"{run}: nothing to resume: the run wrote no checkpoint (it stopped before its "
+                                    f"first save); start it again without --resume")
         return run
     if config.name:
         run = out / config.name
-        if run.exists() and any(run.iterdir()):
-            raise FileExistsError(f"{run} exists: pass --resume to continue it, or another --name")
-    else:
-        base = f"{Path(config.dataset).stem}-{config.model}"
-        run, i = out / base, 1
-        while run.exists():
-            run, i = out / f"{base}-{i}", i + 1
-        config.name = run.name
-    run.mkdir(parents=True, exist_ok=True)
+        if run.exists() and (not run.is_dir() or any(run.iterdir())):
+            if _has_checkpoint(run):
+                raise FileExistsError(f"{run} exists: pass --resume to continue it, or another --name")
+            if not (run / CONFIG).is_file():
+                raise FileExistsError(f"{run} exists and is not a fastgan run: choose another --name")
+        return run
+    base = f"{Path(config.dataset).stem}-{config.model}"
+    run, i = out / base, 1
+    while run.exists():
+        run, i = out / f"{base}-{i}", i + 1
+    config.name = run.name
     return run
+
+
+def _resumed_config(config: TrainConfig, state: dict, run_dir: Path) -> TrainConfig:
+    """The saved run's config with the settings a resume may change taken from `config`.
+
+    Any other field that `config` sets (to something other than its default) and that differs from the saved
+    run is an error naming it: a resumed run keeps its own settings, and silently ignoring an option would
+    train something other than what was asked.
+    """
+    try:
+        saved = TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{run_dir}: the checkpoint's config is not valid: {e}") from None
+    defaults = TrainConfig()
+    changed = [name for name in config.differences(saved, ignore=(*RESUMABLE, "name", "out_dir", "resume"))
+               if getattr(config, name) != getattr(defaults, name)]
+    if changed:
+        listed = ", ".join(f"{name} (saved {getattr(saved, name)!r}, given {getattr(config, name)!r})"
+                           for name in changed)
+        raise ValueError(f"{run_dir}: --resume continues the run with its saved settings, and these differ: "
+                         f"{listed}. A resume may change only {', '.join(RESUMABLE)}: drop the others, or start a "
+                         f"new run with another --name")
+    for name in (*RESUMABLE, "name", "out_dir"):
+        setattr(saved, name, getattr(config, name))
+    saved.resume = True
+    saved.validate()
+    return saved
+
+
+def _stepped_copy(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """An optimizer of the same kind and settings over copies of the parameters, stepped once with zero
+    gradients, so that its state (Adam's moments) has the size a checkpoint will hold. The trainer's own
+    optimizers and parameters are not touched: a resumed run stays bit-identical."""
+    copies: dict[int, torch.Tensor] = {}
+    groups = []
+    for group in optimizer.param_groups:
+        params = []
+        for p in group["params"]:
+            if id(p) not in copies:
+                copies[id(p)] = p.detach().clone().requires_grad_(True)
+                copies[id(p)].grad = torch.zeros_like(p)
+            params.append(copies[id(p)])
+        groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": params})
+    copy = type(optimizer)(groups, **optimizer.defaults)
+    copy.step()
+    return copy
+
+
+def checkpoint_size(trainer: BaseTrainer) -> int:
+    """Bytes of the checkpoints the trainer will write: its state serialised, with optimizer state as it is after
+    the first update even when none has happened yet."""
+    state = trainer.state_dict()
+    for name, optimizer in trainer.optimizers.items():
+        if not optimizer.state:
+            state["optimizers"][name] = _stepped_copy(optimizer).state_dict()
+    return checkpoint_nbytes(state)
+
+
+def _open_run_dir(run_dir: Path, trainer: BaseTrainer) -> None:
+    """Process 0, once everything else has been checked: clear what crashed writers left, check that the saves
+    will fit, then create the run directory and write its config (and, on resume, cut its log back)."""
+    config = trainer.config
+    # Temporary files of writers killed mid-write (kill -9, power loss) would eat the space measured next.
+    for folder in (run_dir, run_dir / "samples"):
+        remove_stale_temps(folder)
+    remove_stale_temps(run_dir.parent, ".fastgan-write-test")
+    check_writable(run_dir, save_space_needed(run_dir, checkpoint_size(trainer)) + OUTPUT_MARGIN_BYTES)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config.resume:
+        _truncate_log(run_dir / METRICS, trainer.step)
+    else:
+        (run_dir / METRICS).unlink(missing_ok=True)  # left by a run that stopped before its first checkpoint
+    atomic_write_bytes(run_dir / CONFIG, json.dumps(config.to_dict(), indent=2).encode())
+
+
+def _log_lines(path: Path) -> list[tuple[str, dict]]:
+    """(line, parsed row) for each line of a metrics.jsonl; see read_log."""
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            if number == len(lines):
+                warnings.warn(f"{path}: dropped its last line, torn by an interrupted write (crash or full disk): "
+                              f"{line[:60]!r}", stacklevel=3)
+                break
+            raise ValueError(f"{path}: line {number} is damaged ({e}); delete or mend that line") from None
+        rows.append((line, row))
+    return rows
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl.
+
+    A last line that is not complete JSON (a write torn by a crash or a full disk) is dropped with a warning
+    naming the file; a damaged line before the last is a ValueError naming the file and the line.
+    """
+    return [row for _, row in _log_lines(Path(path))]
 
 
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines written after the checkpoint we resume from, so the log has each step once."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines(keepends=True)
-            if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = [line + "\n" for line, row in _log_lines(path) if row.get("step", 0) <= step]
     atomic_write_bytes(path, "".join(kept).encode())
 
 
@@ -65,7 +189,9 @@ def train(config: TrainConfig) -> Path:
 
     The run directory holds samples.png (latest samples, from the EMA generator when there is one),
     samples/stepN.png, metrics.jsonl (one JSON object per log step), config.json and checkpoint.pt
-    (with checkpoint.prev.pt, the one before it).
+    (with checkpoint.prev.pt, the one before it). It is created only once the data, the networks, the
+    device, a resumed checkpoint and the free space have been checked, so a run that fails up front
+    leaves nothing behind.
 
     Launched by torchrun with several processes, each process trains on its shard of every batch and
     gradients are averaged before each update; process 0 alone writes the run directory.
@@ -74,27 +200,25 @@ def train(config: TrainConfig) -> Path:
 
     from .distributed import Distributed
 
-    dist = Distributed.from_env(config.device)
+    dist = Distributed.from_env(check_device(config.device, available=False))
     try:
         run_dir = _start_run(config, dist)
         if config.resume:
             state = _load_for_resume(run_dir, dist)
-            saved = TrainConfig.from_dict(state["config"])
-            # A resumed run keeps its own settings; only the length and the outputs may change.
-            for name in ("steps", "log_every", "sample_every", "ckpt_every", "progress", "device", "threads"):
-                setattr(saved, name, getattr(config, name))
-            saved.resume, config = True, saved
+            require_keys(state, BaseTrainer.STATE_KEYS, run_dir)
+            config = _resumed_config(config, state, run_dir)
         trainer = make_trainer(config, dist)
         if config.resume:
             trainer.load_state_dict(state)
         main = dist.is_main
         if main:
-            if config.resume:
-                _truncate_log(run_dir / METRICS, trainer.step)
-            # Room for a new checkpoint next to the previous one; fail now rather than at the first save.
-            check_writable(run_dir, checkpoint_nbytes(trainer.state_dict()))
-            atomic_write_bytes(run_dir / "config.json", json.dumps(config.to_dict(), indent=2).encode())
-        _train_loop(trainer, run_dir, main, tqdm)
+            _open_run_dir(run_dir, trainer)
+        try:
+            _train_loop(trainer, run_dir, main, tqdm)
+        except NonFiniteError as e:
+            saved = (f"the last checkpoint, {run_dir / LATEST}, is intact" if _has_checkpoint(run_dir) else
+                     "no checkpoint was written, so a new run may take the same name")
+            raise NonFiniteError(f"{e}; {saved}") from e
         dist.barrier()
         return run_dir
     finally:
@@ -120,12 +244,12 @@ def _load_for_resume(run_dir: Path, dist) -> dict:
 def _start_run(config: TrainConfig, dist) -> Path:
     """The run directory, chosen by process 0 and shared with the others."""
     if dist.world_size == 1:
-        return _new_run_dir(config)
+        return _choose_run_dir(config)
     import torch.distributed as td
 
     box = [None]
     if dist.is_main:
-        box = [str(_new_run_dir(config))]
+        box = [str(_choose_run_dir(config))]
     td.broadcast_object_list(box, src=0)
     config.name = Path(box[0]).name
     return Path(box[0])
@@ -145,7 +269,6 @@ def _mean_over_processes(stats: dict[str, torch.Tensor], dist) -> dict[str, torc
 def _train_loop(trainer: BaseTrainer, run_dir: Path, main: bool, tqdm) -> None:
     config = trainer.config
     batches = trainer.real_batches()
-    log = open(run_dir / METRICS, "a") if main else None
     bar = tqdm(total=config.steps, initial=trainer.step, disable=not (config.progress and main), unit="step",
                dynamic_ncols=True)
     window_start, window_steps = time.perf_counter(), 0
@@ -164,21 +287,17 @@ def _train_loop(trainer: BaseTrainer, run_dir: Path, main: bool, tqdm) -> None:
                 if trainer.skipped_updates:
                     row["skipped_updates"] = trainer.skipped_updates
                 if main:
-                    log.write(json.dumps(row) + "\n")
-                    log.flush()
+                    append_line(run_dir / METRICS, json.dumps(row))
                 bar.set_postfix({k: f"{v:.3f}" for k, v in list(row.items())[1:3]})
                 window_start, window_steps = time.perf_counter(), 0
             if main and (step % config.sample_every == 0 or last):
                 trainer.write_samples(run_dir)
             if main and config.eval_every and (step % config.eval_every == 0 or last):
-                log.write(json.dumps({"step": step, "eval": trainer.evaluate()}) + "\n")
-                log.flush()
+                append_line(run_dir / METRICS, json.dumps({"step": step, "eval": trainer.evaluate()}))
             if main and (step % config.ckpt_every == 0 or last):
                 save_checkpoint(trainer.state_dict(), run_dir)
     finally:
         bar.close()
-        if log is not None:
-            log.close()
 
 
 def load_generator(run_or_ckpt: str | Path, ema: bool = True, device="cpu"):
@@ -187,13 +306,19 @@ def load_generator(run_or_ckpt: str | Path, ema: bool = True, device="cpu"):
     The network maps a batch of noise (N, *Family.trainer.noise_shape(config)) to samples: images, points or
     sequences; SeqGAN's generator samples tokens with its `sample` method.
     """
+    device = check_device(device)  # before reading: a missing GPU is not a damaged checkpoint
     state = load_checkpoint(run_or_ckpt, map_location=device)
-    config = TrainConfig.from_dict(state["config"])
-    declared = family(config.model)
-    networks = declared.networks(config, tuple(state["data_shape"]))
-    for name, net in networks.items():
-        net.load_state_dict(state["networks"][name])
-    sampler: nn.Module = declared.sampler_from(networks)
-    if ema and state["ema"] is not None:
-        sampler.load_state_dict(state["ema"])
+    require_keys(state, ("step", "config", "data_shape", "networks", "ema"), run_or_ckpt)
+    try:
+        config = TrainConfig.from_dict(state["config"])
+        declared = family(config.model)
+        networks = declared.networks(config, tuple(state["data_shape"]))
+        for name, net in networks.items():
+            net.load_state_dict(state["networks"][name])
+        sampler: nn.Module = declared.sampler_from(networks)
+        if ema and state["ema"] is not None:
+            sampler.load_state_dict(state["ema"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{run_or_ckpt}: the checkpoint does not match the networks its config describes: "
+                              f"{e}") from None
     return sampler.to(device).eval(), config, state["step"]
