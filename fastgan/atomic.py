@@ -136,8 +136,10 @@ class AtomicFile:
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
-        except BaseException:
+        except BaseException as e:
             self.abort()
+            if isinstance(e, OSError) and e.filename is None:
+                e.filename = os.fspath(self.path)  # a full disk shows here when buffered data is flushed
             raise
         self._state = "synced"
         return self.temp

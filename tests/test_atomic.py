@@ -214,3 +214,64 @@ def test_an_aborted_atomic_file_leaves_nothing_and_cannot_be_committed(target):
     _assert_untouched(target)
     with pytest.raises(ValueError, match="is aborted"):
         out.commit()
+
+
+# -- append-only files and temporary files left by crashes (issue 18) --------------------------------
+
+
+def test_append_line_writes_whole_lines(tmp_path):
+    log = tmp_path / "log.jsonl"
+    atomic.append_line(log, '{"step": 1}')
+    atomic.append_line(log, '{"step": 2}\n')
+    assert log.read_text() == '{"step": 1}\n{"step": 2}\n'
+
+
+def test_a_failed_append_leaves_the_earlier_lines_exactly_as_they_were(tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1}\n')
+
+    class DiskFullMidLine:
+        def __getattr__(self, attr):
+            return getattr(os, attr)
+
+        @staticmethod
+        def write(fd, data):
+            os.write(fd, bytes(data[: len(data) // 2]))  # part of the line reaches the file, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic, "os", DiskFullMidLine())
+    with pytest.raises(OSError) as e:
+        atomic.append_line(log, '{"step": 2, "d_loss": 1.0}')
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(log)
+    assert log.read_text() == '{"step": 1}\n'
+
+
+def _stale(folder, name, age=3600.0):
+    path = folder / f".{name}.0123abcd.tmp"
+    path.write_bytes(b"left by a killed writer")
+    os.utime(path, (os.path.getmtime(path) - age,) * 2)
+    return path
+
+
+def test_remove_stale_temps_removes_abandoned_temps_of_the_name_only(tmp_path):
+    mine, other = _stale(tmp_path, "data.fgd"), _stale(tmp_path, "other.fgd")
+    (tmp_path / "data.fgd").write_bytes(b"kept")
+    assert atomic.remove_stale_temps(tmp_path, "data.fgd") == [mine]
+    assert sorted(os.listdir(tmp_path)) == sorted(["data.fgd", other.name])
+    assert atomic.remove_stale_temps(tmp_path) == [other]
+    assert atomic.remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_remove_stale_temps_keeps_a_live_writers_temp_and_a_just_created_one(tmp_path):
+    live = AtomicFile(tmp_path / "data.fgd")
+    os.utime(live.temp, (os.path.getmtime(live.temp) - 3600,) * 2)  # old, but its writer holds the lock
+    young = _stale(tmp_path, "data.fgd", age=0)
+    try:
+        assert atomic.remove_stale_temps(tmp_path, "data.fgd") == []
+        live.file.write(NEW)
+        live.sync()  # closed, not yet renamed: still locked
+        assert atomic.remove_stale_temps(tmp_path, "data.fgd") == []
+        live.commit()
+    finally:
+        live.abort()
+    assert (tmp_path / "data.fgd").read_bytes() == NEW and young.exists()

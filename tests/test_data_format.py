@@ -214,3 +214,28 @@ def test_opening_a_damaged_file_raises_or_reads_consistently(tmp_path, cut, flip
     except (ValueError, OSError):
         return
     assert read_header(path).count == len(ds) == len(ds.images)
+
+
+def test_a_file_truncated_while_open_is_an_error_at_the_next_epoch_not_sigbus(tmp_path):
+    from fastgan.data import Loader
+
+    path = tmp_path / "d.fgd"
+    write_fgd(path, _images(n=8, c=1, h=4, w=4))
+    data = PackedDataset(path)
+    loader = Loader(data, batch_size=4, seed=0, backend="python")
+    assert len(list(loader)) == 2  # the whole epoch is read before the file changes
+    with open(path, "r+b") as f:
+        f.truncate(HEADER_SIZE + 10)  # another program rewrites the file in place
+    with pytest.raises(ValueError, match=r"d.fgd: the file changed size while in use \(192 -> 74 bytes\).*SIGBUS"):
+        list(loader)
+
+
+
+def test_a_file_replaced_by_rename_while_open_is_no_danger_and_no_error(tmp_path):
+    path = tmp_path / "d.fgd"
+    images = _images(n=8, c=1, h=4, w=4)
+    write_fgd(path, images)
+    data = PackedDataset(path)
+    write_fgd(path, images[:5])  # what `fastgan prepare` does: a new file renamed over the old name
+    data.check_size()
+    assert len(data) == 8 and np.array_equal(data.images, images)

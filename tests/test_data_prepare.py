@@ -1,5 +1,6 @@
 """The dataset tool: every source kind round-trips byte for byte into a .fgd file."""
 import gzip
+import os
 import pickle
 import struct
 import zipfile
@@ -202,3 +203,87 @@ def test_command_line_entry(tmp_path, capsys):
     assert "1797 images, 1x8x8" in capsys.readouterr().out
     assert main(["prepare", "digits", str(dst), "--center-crop", "--no-progress"]) == 0
     assert PackedDataset(dst).shape == (1, 16, 16)
+
+
+# -- issue 18: damaged archives, RGBA arrays, 16-bit greyscale, killed and full-disk prepares ----------
+
+
+def test_an_rgba_array_becomes_rgb_so_training_can_take_it(tmp_path):
+    images = _rng_images(3, 4, 5, 5)
+    np.save(tmp_path / "rgba.npy", images.transpose(0, 2, 3, 1))  # NHWC with alpha
+    ds = _prepared(tmp_path / "rgba.npy", tmp_path)
+    assert ds.shape == (3, 5, 5)
+    assert np.array_equal(ds.images, images[:, :3])
+
+
+def _zip_of_pngs(tmp_path, compression=zipfile.ZIP_STORED):
+    path = tmp_path / "images.zip"
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for i, im in enumerate(_rng_images(3, 3, 16, 16)):
+            png = tmp_path / f"{i}.png"
+            _save_png(png, im)
+            archive.write(png, f"{i}.png")
+            png.unlink()
+    return path
+
+
+def _flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_zip_with_a_bad_crc_is_a_clear_error(tmp_path, capsys):
+    path = _zip_of_pngs(tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("1.png")
+    _flip_byte(path, info.header_offset + 30 + len("1.png") + info.file_size // 2)  # inside 1.png's data
+    with pytest.raises(ValueError, match=r"images.zip/1.png: damaged zip member \(bad CRC"):
+        prepare(path, tmp_path / "out.fgd", progress=False)
+    assert main(["prepare", str(path), str(tmp_path / "out.fgd"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "damaged zip member" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.zip"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit flip"])
+def test_a_damaged_npz_is_a_clear_error(tmp_path, damage):
+    path = tmp_path / "a.npz"
+    np.savez_compressed(path, images=_rng_images(50, 1, 16, 16))
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        _flip_byte(path, path.stat().st_size // 3)
+    with pytest.raises(ValueError, match=r"a.npz: not a readable .npz file \(damaged or truncated\?\)"):
+        prepare(path, tmp_path / "out.fgd", progress=False)
+
+
+def test_16_bit_greyscale_pngs_are_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257, 51000, 65535]], dtype=np.uint16)
+    (tmp_path / "folder").mkdir()
+    Image.fromarray(values).save(tmp_path / "folder" / "wide.png")
+    with Image.open(tmp_path / "folder" / "wide.png") as im:
+        assert im.mode.startswith("I")  # PIL reads the PNG as 16-bit
+    ds = _prepared(tmp_path / "folder", tmp_path)
+    assert ds.shape == (1, 1, 4)
+    assert ds.images[0, 0, 0].tolist() == [0, 1, 198, 255]  # round(v / 257)
+
+
+def test_a_full_disk_during_prepare_is_one_line_and_leaves_no_file(tmp_path):
+    # RLIMIT_FSIZE stands for a full disk without root: writes past the limit fail (EFBIG once SIGXFSZ is ignored).
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    out = tmp_path / "digits.fgd"
+    proc = subprocess.run([sys.executable, "-m", "fastgan", "prepare", "digits", str(out), "--no-progress"],
+                          capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert f"{out}: File too large (the disk is full" in proc.stderr
+    assert os.listdir(tmp_path) == []

@@ -11,11 +11,17 @@ import pytest
 import torch
 from state_compare import assert_same
 
+import numpy as np
+
 import fastgan.atomic as atomic_module
 import fastgan.train.checkpoint as checkpoint_module
 import fastgan.train.loop as loop_module
-from fastgan.train import CheckpointError, NonFiniteError, TrainConfig, Trainer, load_checkpoint, train
-from fastgan.train.checkpoint import CheckpointFallbackWarning, CheckpointWriteError
+from fastgan.cli import main
+from fastgan.data.format import write_fgd
+from fastgan.train import (BaseTrainer, CheckpointError, NonFiniteError, TrainConfig, Trainer, load_checkpoint,
+                           save_checkpoint, train)
+from fastgan.train.base import DivergenceWarning
+from fastgan.train.checkpoint import CheckpointFallbackWarning, CheckpointWriteError, checkpoint_nbytes
 
 SMALL = dict(dataset="digits", resolution=8, model="mlp", mlp_hidden=(32, 32), z_dim=8, batch_size=16,
              progress=False, log_every=2, sample_every=1000, ckpt_every=2, threads=1)
@@ -25,6 +31,16 @@ CLI_SMALL = ["--dataset", "digits", "--resolution", "8", "--model", "mlp", "--ml
 
 def small(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(out_dir=str(tmp_path), **{**SMALL, **overrides})
+
+
+def one_line_error(capsys, status: int, argv: list[str]) -> str:
+    """Run `fastgan argv`, check it failed with `status` and one line on stderr, no traceback; return the line."""
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "Warning" not in line
+             and not line.startswith("  warnings.warn")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    return lines[0]
 
 
 def _same_training_state(run_a, run_b) -> None:
@@ -191,3 +207,330 @@ def test_nan_in_the_generator_is_caught_too(tmp_path):
         trainer.generator.net[0].weight[0, 0] = float("nan")
     with pytest.raises(NonFiniteError, match="step 1: (discriminator|generator)"):
         trainer.train_step(trainer.real_batches())
+
+
+# -- issue 18: each numbered fault, reproduced, with its clean outcome -------------------------------
+
+
+# 1. A torn last line of metrics.jsonl
+
+
+def test_a_torn_last_log_line_is_dropped_with_a_warning_and_resume_stays_exact(tmp_path):
+    whole = train(small(tmp_path, steps=8, name="whole"))
+    part = train(small(tmp_path, steps=6, name="part"))
+    with open(part / "metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "d_loss": 1.27')  # a crash or a full disk in the middle of a line
+    with pytest.warns(UserWarning, match=r"part/metrics.jsonl: dropped its last line, torn"):
+        train(small(tmp_path, steps=8, name="part", resume=True))
+    _same_training_state(whole, part)
+    assert _log_without_timings(part) == _log_without_timings(whole)
+
+
+def test_a_damaged_log_line_before_the_last_is_an_error_naming_file_and_line(tmp_path, capsys):
+    part = train(small(tmp_path, steps=4, name="part"))
+    lines = (part / "metrics.jsonl").read_text().splitlines()
+    (part / "metrics.jsonl").write_text("\n".join([lines[0][:10], *lines[1:]]) + "\n")
+    line = one_line_error(capsys, 2, ["train", *CLI_SMALL, "--out-dir", str(tmp_path), "--name", "part",
+                                      "--resume", "--steps", "6"])
+    assert f"{part / 'metrics.jsonl'}: line 1 is damaged" in line
+
+
+def test_an_append_to_a_log_with_a_torn_line_cuts_it_off_and_keeps_the_others(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2, "d_lo')
+    with pytest.warns(UserWarning, match="dropped a torn last line"):
+        atomic_module.append_line(log, '{"step": 3}')
+    assert log.read_text() == '{"step": 1}\n{"step": 3}\n'
+    assert loop_module.read_log(log) == [{"step": 1}, {"step": 3}]
+
+
+# 2. The disk pre-flight: a real checkpoint, three of them
+
+
+def test_the_pre_flight_measures_a_checkpoint_with_adam_moments_without_touching_the_trainer(tmp_path):
+    written = (train(small(tmp_path, steps=2, name="r")) / "checkpoint.pt").stat().st_size
+    trainer = Trainer(small(tmp_path, name="r"))
+    before = {k: v.clone() for k, v in trainer.discriminator.state_dict().items()}
+    measured = loop_module.checkpoint_size(trainer)
+    assert abs(measured - written) <= 0.01 * written
+    assert checkpoint_nbytes(trainer.state_dict()) < 0.6 * written  # what the old pre-flight measured
+    assert all(not opt.state for opt in trainer.optimizers.values())
+    assert all(torch.equal(before[k], v) for k, v in trainer.discriminator.state_dict().items())
+
+
+def test_a_disk_with_room_for_two_checkpoints_is_refused_before_the_first_step(tmp_path, monkeypatch):
+    size = loop_module.checkpoint_size(Trainer(small(tmp_path, name="tiny")))
+    free = {"bytes": 2 * size + loop_module.OUTPUT_MARGIN_BYTES}
+
+    class Usage:
+        total = used = 10**12
+
+        @property
+        def free(self):
+            return free["bytes"]
+
+    monkeypatch.setattr(checkpoint_module.shutil, "disk_usage", lambda path: Usage())
+    with pytest.raises(OSError, match="not enough free space for checkpoints.*room for three") as info:
+        train(small(tmp_path, steps=2, name="tiny"))
+    assert info.value.errno == errno.ENOSPC
+    assert not (tmp_path / "tiny").exists()
+    free["bytes"] = 3 * size + loop_module.OUTPUT_MARGIN_BYTES
+    assert load_checkpoint(train(small(tmp_path, steps=2, name="tiny")))["step"] == 2
+
+
+def test_a_full_disk_at_a_later_save_is_one_line_and_resume_loses_nothing(tmp_path, monkeypatch, capsys):
+    whole = train(small(tmp_path, steps=6, name="whole"))
+    saves, real_open = [], atomic_module.os.open
+
+    def disk_full_on_second_save(path, flags, *args, **kwargs):
+        if os.path.basename(path).startswith(".checkpoint.pt."):
+            saves.append(path)
+            if len(saves) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(atomic_module.os, "open", disk_full_on_second_save)
+    args = ["train", *CLI_SMALL, "--ckpt-every", "2", "--out-dir", str(tmp_path), "--name", "full"]
+    line = one_line_error(capsys, 2, [*args, "--steps", "6"])
+    assert "No space left on device" in line and "is intact" in line and "disk is full" in line
+    monkeypatch.undo()
+    assert main([*args, "--steps", "6", "--resume"]) == 0
+    _same_training_state(whole, tmp_path / "full")
+
+
+# 3. A 4-channel dataset
+
+
+def test_a_4_channel_dataset_is_refused_before_a_run_directory_exists(tmp_path, capsys):
+    data = tmp_path / "rgba.fgd"
+    write_fgd(data, np.zeros((40, 4, 8, 8), np.uint8))
+    line = one_line_error(capsys, 2, ["train", *CLI_SMALL, "--dataset", str(data), "--steps", "2",
+                                      "--out-dir", str(tmp_path / "runs")])
+    assert "images have 4 channels" in line and "fastgan prepare" in line
+    assert not (tmp_path / "runs").exists()
+
+
+# 4. TOML values of the wrong type
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('steps = "abc"', "TrainConfig.steps: must be a whole number; got 'abc'"),
+    ("steps = 1.5", "TrainConfig.steps: must be a whole number; got 1.5"),
+    ("mlp_hidden = 5", "TrainConfig.mlp_hidden: must be a list of whole numbers; got 5"),
+    ('lr_g = "fast"', "TrainConfig.lr_g: must be a number; got 'fast'"),
+    ("dataset = 5", "TrainConfig.dataset: must be a string; got 5"),
+    ("r1_gamma = nan", "TrainConfig.r1_gamma: must be a finite number; got nan"),
+    ("seed = 1e20", "TrainConfig.seed: must be a whole number; got 1e+20"),
+])
+def test_wrongly_typed_toml_values_are_one_line_errors_and_nothing_is_written(tmp_path, capsys, toml, message):
+    config = tmp_path / "run.toml"
+    config.write_text(toml + "\n")
+    line = one_line_error(capsys, 2, ["train", "--config", str(config), "--out-dir", str(tmp_path / "runs")])
+    assert line == f"fastgan train: error: {message}"
+    assert not (tmp_path / "runs").exists()
+
+
+# 7. Temporary files left by kill -9
+
+
+_WRITER = """
+import sys, time
+from fastgan import atomic
+out = atomic.AtomicFile(sys.argv[1])
+out.file.write(b"x" * 100000)
+out.file.flush()
+print(out.temp, flush=True)
+time.sleep(600)
+"""
+
+
+def _writer(target) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+def _age(path, seconds=3600):
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_temp_files_of_a_killed_save_are_removed_by_the_next_run_and_a_live_writers_are_kept(tmp_path):
+    run = train(small(tmp_path, steps=2, name="r"))
+    dead, dead_temp = _writer(run / "checkpoint.pt")
+    dead.kill()
+    dead.wait()
+    live, live_temp = _writer(run / "samples.png")
+    try:
+        for temp in (dead_temp, live_temp):
+            _age(temp)
+        train(small(tmp_path, steps=4, name="r", resume=True))
+        assert not os.path.exists(dead_temp)
+        assert os.path.exists(live_temp), "the temporary file of a live writer was removed"
+    finally:
+        live.kill()
+        live.wait()
+    assert load_checkpoint(run)["step"] == 4
+
+
+def test_temp_files_of_a_killed_prepare_are_removed_by_the_next_prepare(tmp_path):
+    from fastgan.data import prepare
+
+    dead, dead_temp = _writer(tmp_path / "digits.fgd")
+    dead.kill()
+    dead.wait()
+    _age(dead_temp)
+    other = tmp_path / ".other.fgd.0123abcd.tmp"  # another target's: not this prepare's to remove
+    other.write_bytes(b"")
+    _age(other)
+    prepare("digits", tmp_path / "digits.fgd", resolution=8, progress=False)
+    assert sorted(os.listdir(tmp_path)) == sorted(["digits.fgd", other.name])
+
+
+# 8. The non-finite stop
+
+
+def _nan_from_step(monkeypatch, first_bad: int) -> None:
+    """Real batches turn to NaN from update first_bad on, the same in a resumed run as in a whole one."""
+    real = BaseTrainer.real_batches
+
+    def poisoned(self):
+        for batch in real(self):
+            yield torch.full_like(batch, float("nan")) if self.step + 1 >= first_bad else batch
+
+    monkeypatch.setattr(BaseTrainer, "real_batches", poisoned)
+
+
+def test_the_non_finite_stop_is_one_line_with_status_1_and_says_no_checkpoint_exists(tmp_path, monkeypatch, capsys):
+    _nan_from_step(monkeypatch, 1)
+    args = ["train", *CLI_SMALL, "--steps", "6", "--out-dir", str(tmp_path), "--name", "nan"]
+    line = one_line_error(capsys, 1, args)
+    assert "step 3: discriminator: non-finite loss or gradients in 3 updates in a row" in line
+    assert "no checkpoint was written" in line and "intact" not in line
+    monkeypatch.undo()
+    assert main(args) == 0  # the folder of the failed run is taken again
+    assert load_checkpoint(tmp_path / "nan")["step"] == 6
+
+
+def test_the_non_finite_stop_names_the_intact_checkpoint(tmp_path, monkeypatch, capsys):
+    _nan_from_step(monkeypatch, 5)
+    line = one_line_error(capsys, 1, ["train", *CLI_SMALL, "--steps", "10", "--ckpt-every", "2",
+                                      "--out-dir", str(tmp_path), "--name", "nan"])
+    assert f"the last checkpoint, {tmp_path / 'nan' / 'checkpoint.pt'}, is intact" in line
+    assert load_checkpoint(tmp_path / "nan")["step"] == 6  # D skipped 5 and 6, and stopped at 7
+
+
+def test_the_non_finite_counter_is_checkpointed_so_a_resumed_run_stops_where_a_whole_one_does(tmp_path, monkeypatch):
+    _nan_from_step(monkeypatch, 6)  # D skips at 6 (checkpoint), 7, and stops at 8
+    with pytest.raises(NonFiniteError, match="step 8: discriminator"):
+        with pytest.warns(UserWarning):
+            train(small(tmp_path, steps=20, name="whole"))
+    with pytest.warns(UserWarning, match="step 6: discriminator"):
+        train(small(tmp_path, steps=6, name="part"))
+    assert load_checkpoint(tmp_path / "part")["nonfinite"]["in_a_row"]["discriminator"] == 1
+    with pytest.raises(NonFiniteError, match="step 8: discriminator"):
+        with pytest.warns(UserWarning):
+            train(small(tmp_path, steps=20, name="part", resume=True))
+
+
+def test_a_finite_but_absurd_loss_warns_once_per_network(tmp_path):
+    trainer = Trainer(small(tmp_path, lr_d=1e6))
+    batches = trainer.real_batches()
+    with pytest.warns(DivergenceWarning, match="discriminator: loss .* is finite but above 1e\\+06") as caught:
+        for _ in range(5):
+            trainer.train_step(batches)
+    names = [str(w.message).split(": ")[1] for w in caught if w.category is DivergenceWarning]
+    assert sorted(names) == sorted(set(names))
+
+
+# 9. User errors, each one line with status 2
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    return train(TrainConfig(out_dir=str(out), steps=2, name="r", **SMALL))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--device", "bogus"], "device 'bogus' is not a torch device; use cpu, cuda or cuda:N"),
+    (["train", "--device", "tpu"], "device 'tpu' is not a torch device"),
+    (["train", "--device", "meta"], "device 'meta': fastgan trains on cpu or cuda devices"),
+    (["train", "--r1-gamma", "nan"], "TrainConfig.r1_gamma: must be a finite number; got nan"),
+    (["train", "--lr-d", "inf"], "TrainConfig.lr_d: must be a finite number; got inf"),
+    (["train", "--seed", str(10**20)], "TrainConfig.seed: must be between 0 and 2**63 - 1"),
+])
+def test_bad_train_settings_are_one_line_errors(tmp_path, capsys, argv, message):
+    assert message in one_line_error(capsys, 2, [*argv, "--out-dir", str(tmp_path)])
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_a_missing_gpu_is_named_not_blamed_on_the_checkpoint(trained, tmp_path, capsys, command):
+    line = one_line_error(capsys, 2, [command, "--ckpt", str(trained), "--device", "cuda"])
+    assert "device 'cuda': CUDA is not available" in line and "--device cpu" in line
+    assert "corrupt" not in line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "--batch-size", "0"], "batch_size must be a whole number >= 1; got 0"),
+    (["eval", "--n", "0"], "n must be a whole number >= 1; got 0"),
+    (["sample", "--seed", str(10**20)], "--seed must be between 0 and 2**63 - 1"),
+])
+def test_bad_sample_and_eval_options_are_one_line_errors(trained, capsys, argv, message):
+    assert message in one_line_error(capsys, 2, [argv[0], "--ckpt", str(trained), *argv[1:]])
+
+
+def test_a_checkpoint_with_fastgans_marker_but_missing_keys_is_a_clear_error(trained, tmp_path, capsys):
+    state = load_checkpoint(trained)
+    del state["config"]
+    save_checkpoint(state, tmp_path)
+    line = one_line_error(capsys, 2, ["sample", "--ckpt", str(tmp_path), "--out", str(tmp_path / "s.png")])
+    assert "not a complete fastgan training checkpoint: it has no 'config'" in line
+
+
+def test_fastgan_debug_1_shows_the_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FASTGAN_DEBUG", "1")
+    assert main(["train", "--device", "bogus", "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().endswith("use cpu, cuda or cuda:N")
+
+
+def test_an_unexpected_error_is_one_line_with_status_1(tmp_path, monkeypatch, capsys):
+    def broken(*args):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(loop_module, "_train_loop", broken)
+    line = one_line_error(capsys, 1, ["train", *CLI_SMALL, "--steps", "2", "--out-dir", str(tmp_path)])
+    assert "KeyError: 'oops'" in line and "FASTGAN_DEBUG=1" in line
+
+
+# 10. Failed runs leave no run directory
+
+
+def test_a_run_that_fails_its_checks_leaves_no_folder_and_the_numbering_does_not_move_on(tmp_path, monkeypatch):
+    class Usage:
+        total, used, free = 10**9, 10**9 - 1000, 1000
+
+    monkeypatch.setattr(checkpoint_module.shutil, "disk_usage", lambda path: Usage)
+    with pytest.raises(OSError, match="not enough free space"):
+        train(small(tmp_path, steps=2))
+    assert not os.listdir(tmp_path)
+    monkeypatch.undo()
+    assert train(small(tmp_path, steps=2)).name == "digits-mlp"
+
+
+# 11. --resume with other options
+
+
+def test_resume_with_changed_options_names_them(tmp_path, capsys):
+    train(small(tmp_path, steps=2, name="r"))
+    with pytest.raises(ValueError, match=r"these differ: batch_size \(saved 16, given 32\), lr_g \(saved 0.0002, "
+                                         r"given 0.001\)\. A resume may change only steps"):
+        train(small(tmp_path, steps=4, name="r", resume=True, lr_g=1e-3, batch_size=32))
+    line = one_line_error(capsys, 2, ["train", *CLI_SMALL, "--out-dir", str(tmp_path), "--name", "r", "--resume",
+                                      "--steps", "4", "--model", "dcgan"])
+    assert "model (saved 'mlp', given 'dcgan')" in line
+    assert load_checkpoint(tmp_path / "r")["step"] == 2
+    train(small(tmp_path, steps=4, name="r", resume=True, ckpt_every=4, log_every=1))  # what a resume may change
+    assert load_checkpoint(tmp_path / "r")["step"] == 4

@@ -77,7 +77,7 @@ def describe_error(e: BaseException) -> tuple[int, str]:
         elif e.strerror and text.startswith("[Errno"):
             text = text.split("] ", 1)[-1]
         if e.errno in _FULL:
-            text += " (the disk is full: free some space, then run again; a run continues with --resume)"
+            text += " (the disk is full: free some space and run again)"
     text = " ".join(text.split("\n")).strip()
     if isinstance(e, NonFiniteError):
         return 1, text

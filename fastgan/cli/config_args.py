@@ -48,4 +48,4 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if k in names}
     if getattr(args, "config", None):
         return TrainConfig.from_toml(args.config, **given)
-    return TrainConfig(**given)
+    return TrainConfig.from_dict(given)  # records which options were given (a resume refuses changed ones)

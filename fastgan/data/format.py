@@ -159,8 +159,16 @@ class FgdWriter:
         if self._written + len(images) > self.count:
             raise ValueError(f"{self.path}: more images than the {self.count} announced")
         self._crc = zlib.crc32(images, self._crc)
-        self._file.write(images.data)
+        self._write(images.data)
         self._written += len(images)
+
+    def _write(self, data) -> None:
+        try:
+            self._file.write(data)
+        except OSError as e:
+            if e.filename is None:  # a failed write(2) names no file (disk full, quota): say which
+                e.filename = os.fspath(self.path)
+            raise
 
     def finish(self, labels: np.ndarray | None = None) -> Path:
         """Write the labels and the final header, then move the file into place."""
@@ -173,9 +181,9 @@ class FgdWriter:
             if labels.shape != (self.count,):
                 raise ValueError(f"{self.path}: labels must have shape ({self.count},); got {labels.shape}")
             self._crc = zlib.crc32(labels, self._crc)
-            self._file.write(labels.data)
+            self._write(labels.data)
         self._file.seek(0)
-        self._file.write(pack_header(self.count, *self.shape, self.has_labels, self._crc))
+        self._write(pack_header(self.count, *self.shape, self.has_labels, self._crc))
         return self._out.commit()  # removes the temporary file itself if it fails before the rename
 
     def abort(self) -> None:

@@ -49,15 +49,18 @@ class PackedDataset:
     The file must not shrink while it is open: reading a page of the mapping past the new end of the file
     makes the kernel send SIGBUS, which kills the process (Python cannot catch it). check_size() turns
     that into a ValueError where it can be seen cheaply: at open, and every time the length is asked for,
-    which fastgan.data.Loader does at the start of each epoch (one stat call). A file truncated in the
+    which fastgan.data.Loader does at the start of each epoch (one fstat call). A file truncated in the
     middle of an epoch can still end the process; docs/data-format.md says how to avoid it.
     """
 
     def __init__(self, path: str | os.PathLike, verify: bool = True):
         self.path = os.fspath(path)
+        # Kept open, so that check_size looks at the very file that is mapped: a new file renamed over the path
+        # leaves the mapped one intact and is no danger, a truncation of the mapped one is.
+        self._file = open(self.path, "rb")
         self.header: Header = read_header(self.path)
         h = self.header
-        raw = np.memmap(self.path, dtype=np.uint8, mode="r")
+        raw = np.memmap(self._file, dtype=np.uint8, mode="r")
         if len(raw) != h.file_size:
             raise ValueError(f"{self.path}: the file changed size while being opened "
                              f"({h.file_size} -> {len(raw)} bytes)")
@@ -72,11 +75,8 @@ class PackedDataset:
                        if h.has_labels else None)
 
     def check_size(self) -> None:
-        """ValueError if the file no longer has the size its header gave at open (truncated or replaced under us)."""
-        try:
-            size = os.stat(self.path).st_size
-        except OSError as e:
-            raise ValueError(f"{self.path}: the dataset file went away while in use ({e.strerror})") from None
+        """ValueError if the mapped file no longer has the size its header gave at open (truncated in place)."""
+        size = os.fstat(self._file.fileno()).st_size
         if size != self.header.file_size:
             raise ValueError(f"{self.path}: the file changed size while in use ({self.header.file_size} -> {size} "
                              f"bytes); reading on could crash the process (SIGBUS). Do not rewrite a .fgd file "

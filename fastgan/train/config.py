@@ -110,6 +110,11 @@ class TrainConfig:
     eval_n: int = _f(2000, "generated samples per evaluation")
     progress: bool = _f(True, "show a progress bar")
 
+    #: names of the fields a user set (from_dict and from_toml record them, and so the command line); None when
+    #: not known (the constructor): then the fields that differ from their defaults count as set. A class
+    #: attribute, not a field: it is no setting of the run.
+    given = None
+
     def __post_init__(self):
         if isinstance(self.amp, str) and self.amp.lower() in ("", "none", "fp32", "no"):
             self.amp = None
@@ -249,7 +254,15 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
-        return cls(**values)
+        config = cls(**values)
+        config.given = frozenset(values)
+        return config
+
+    def set_fields(self) -> frozenset:
+        """The fields a user set: `given` when known, else those that differ from their defaults."""
+        if self.given is not None:
+            return self.given
+        return frozenset(f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> "TrainConfig":

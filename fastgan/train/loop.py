@@ -74,17 +74,16 @@ def _choose_run_dir(config: TrainConfig) -> Path:
 def _resumed_config(config: TrainConfig, state: dict, run_dir: Path) -> TrainConfig:
     """The saved run's config with the settings a resume may change taken from `config`.
 
-    Any other field that `config` sets (to something other than its default) and that differs from the saved
-    run is an error naming it: a resumed run keeps its own settings, and silently ignoring an option would
-    train something other than what was asked.
+    Any other field that `config` sets (an option or TOML key given, or, from the Python constructor, a value
+    other than the default) and that differs from the saved run is an error naming it: a resumed run keeps its
+    own settings, and silently ignoring an option would train something other than what was asked.
     """
     try:
         saved = TrainConfig.from_dict(state["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{run_dir}: the checkpoint's config is not valid: {e}") from None
-    defaults = TrainConfig()
     changed = [name for name in config.differences(saved, ignore=(*RESUMABLE, "name", "out_dir", "resume"))
-               if getattr(config, name) != getattr(defaults, name)]
+               if name in config.set_fields()]
     if changed:
         listed = ", ".join(f"{name} (saved {getattr(saved, name)!r}, given {getattr(config, name)!r})"
                            for name in changed)
