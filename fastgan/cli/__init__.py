@@ -66,7 +66,7 @@ _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 def describe_error(e: BaseException) -> tuple[int, str]:
     """(exit status, one line) for an error that ends a command: 2 for what the user can fix in the command, its
-    files or its settings (ValueError, OSError), 1 for a failure at run time (a run that diverged, anything
+    files, its settings or its installation (ValueError, OSError, ImportError), 1 for a failure at run time (a run that diverged, anything
     unexpected, which the line says how to see in full)."""
     from ..train import NonFiniteError
 
@@ -81,7 +81,7 @@ def describe_error(e: BaseException) -> tuple[int, str]:
     text = " ".join(text.split("\n")).strip()
     if isinstance(e, NonFiniteError):
         return 1, text
-    if isinstance(e, (ValueError, OSError)):
+    if isinstance(e, (ValueError, OSError, ImportError)):
         return 2, text
     return 1, f"{type(e).__name__}: {text} (unexpected; FASTGAN_DEBUG=1 or --debug shows where it happened)"
 

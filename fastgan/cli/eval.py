@@ -9,13 +9,14 @@ DESCRIPTION = ("Score a run's EMA generator with its family's default metrics, p
 
 
 def add_arguments(parser) -> None:
-    from ..metrics.evaluate import EXTRACTORS, IMAGE_DEFAULT, METRICS, TOY_DEFAULT
+    from ..metrics.evaluate import EXTRACTORS, METRICS
+    from ..train.families import FAMILIES
 
+    defaults = "; ".join(f"{f.name}: {f.metrics}" for f in FAMILIES.values())
     parser.add_argument("--ckpt", required=True, help="run directory or checkpoint file")
     parser.add_argument("--metrics", default=None,
-                        help=f"comma-separated, from {','.join(METRICS)} (default: {','.join(IMAGE_DEFAULT)} for "
-                             f"images, {','.join(TOY_DEFAULT)} for toy 2D data; sequence and token runs have their "
-                             f"own)")
+                        help=f"comma-separated, from {','.join(METRICS)}, for image and point runs (default, by "
+                             f"model: {defaults})")
     parser.add_argument("--n", type=int, default=10000, help="number of generated samples (default: 10000)")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--device", default="cpu")
