@@ -1,5 +1,6 @@
 """Evaluation of generative models: FID, KID, IS, precision/recall, density/coverage, mode coverage,
-and distances between sequence distributions.
+distances between sequence distributions, and the time-series literature's discriminative and predictive
+scores (TimeGAN's protocol).
 
 Pure functions of features, samples, generators and data (nothing here knows of trainers or
 checkpoints): low-level functions take features (numpy or torch); fid() and evaluate_generator() also
@@ -18,6 +19,7 @@ from fastgan.metrics.modes import mode_coverage
 from fastgan.metrics.precision_recall import density_coverage, precision_recall
 from fastgan.metrics.sequences import sequence_metrics, sine_fit
 from fastgan.metrics.stats import FeatureStats
+from fastgan.metrics.timeseries import discriminative_score, predictive_score
 
 __all__ = [
     "DigitsClassifier",
@@ -27,6 +29,7 @@ __all__ = [
     "InceptionV3",
     "InceptionWeightsNotFound",
     "density_coverage",
+    "discriminative_score",
     "digits_classifier",
     "evaluate_generator",
     "extract",
@@ -37,6 +40,7 @@ __all__ = [
     "kid",
     "mode_coverage",
     "precision_recall",
+    "predictive_score",
     "real_image_features",
     "sequence_metrics",
     "sine_fit",

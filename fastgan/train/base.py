@@ -31,6 +31,9 @@ DEVICE_TYPES = ("cpu", "cuda")
 #: or sequence loss of a working run is far below it (BCE of a logit l is about |l|, so this is |logit| ~ 1e6;
 #: `--lr-d 1e6` drives the logits to ~1e14 while every value stays finite)
 DIVERGED_LOSS = 1e6
+#: fewest real sequences an evaluation scores with the discriminative and predictive scores: their classifier
+#: is tested on a held-out 20% (here 100 real and 100 generated), and fewer make the accuracy too coarse
+TIMESERIES_MIN_N = 500
 
 
 class NonFiniteError(RuntimeError):
@@ -293,7 +296,9 @@ class BaseTrainer:
         """The default metrics of n (default config.eval_n) samples of the sampling network, drawn with seed
         (default: the run's). Images and points: fastgan.metrics.evaluate_generator, which takes `options`
         (metrics, extractor, dataset, batch_size). Sequences: sequence_metrics against as many training
-        sequences, and "n", the number scored (at most the training set)."""
+        sequences, and "n", the number scored (at most the training set); with at least TIMESERIES_MIN_N of them
+        and config.eval_ts_repeats > 0, also TimeGAN's discriminative and predictive scores (mean and _std over
+        that many repeats), whose post-hoc GRUs train afresh at every evaluation (fastgan.metrics.timeseries)."""
         from .. import metrics
 
         cfg = self.config
@@ -305,7 +310,12 @@ class BaseTrainer:
                                  f"(sequence_metrics on the data it was trained on)")
             real = self.data.real_sample(n, seed)
             fake = self.generate(len(real), seed).float()
-            return {"n": len(real), **metrics.sequence_metrics(real, fake, cfg.dataset == "sines", seed)}
+            result = {"n": len(real), **metrics.sequence_metrics(real, fake, cfg.dataset == "sines", seed)}
+            if cfg.eval_ts_repeats and len(real) >= TIMESERIES_MIN_N:
+                for name, score in (("discriminative", metrics.discriminative_score),
+                                    ("predictive", metrics.predictive_score)):
+                    result[name], result[f"{name}_std"] = score(real, fake, cfg.eval_ts_repeats, seed)
+            return result
         g = self.sampler()
         was_training = g.training
         try:

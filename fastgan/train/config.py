@@ -108,6 +108,9 @@ class TrainConfig:
     n_samples: int = _f(64, "images in a sample grid")
     eval_every: int = _f(0, "steps between evaluations of the EMA generator, logged to metrics.jsonl (0: off)")
     eval_n: int = _f(2000, "generated samples per evaluation")
+    eval_ts_repeats: int = _f(3, "sequence runs: repeats of TimeGAN's discriminative and predictive scores in each "
+                                 "evaluation (--eval-every, fastgan eval) of at least 500 sequences; their GRUs "
+                                 "train afresh each time, 20-60 s on a CPU (0: off)")
     progress: bool = _f(True, "show a progress bar")
 
     #: names of the fields a user set (from_dict and from_toml record them, and so the command line); None when
@@ -154,7 +157,7 @@ class TrainConfig:
                 bad(name, "must be in [0, 1)")
         if self.batch_size % self.pac and not self.pac_fresh:
             bad("pac", f"must divide batch_size ({self.batch_size})")
-        for name in ("r1_gamma", "gp_weight", "eval_every", "instance_noise"):
+        for name in ("r1_gamma", "gp_weight", "eval_every", "instance_noise", "eval_ts_repeats"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0")
         if not 0 <= self.label_smoothing < 1:

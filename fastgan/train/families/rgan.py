@@ -68,4 +68,5 @@ class RGANTrainer(BaseTrainer):
 
 
 RGAN = Family("rgan", "recurrent GAN on sequences (RCGAN, Esteban et al. 2017)", ("sequences",), RGANTrainer,
-              metrics="fid, kid on the values; freq_w1, amp_w1, sine_r2 on sines")
+              metrics="fid, kid on the values; freq_w1, amp_w1, sine_r2 on sines; TimeGAN's "
+                      "discriminative and predictive scores")

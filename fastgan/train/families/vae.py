@@ -112,4 +112,5 @@ VAE_FAMILY = Family("vae", "convolutional VAE on images (Kingma & Welling 2014)"
                     fixed=NO_DISCRIMINATOR, metrics="fid, kid, is, pr")
 RVAE = Family("rvae", "recurrent VAE on sequences (VRAE, Fabius & van Amersfoort 2014)", ("sequences",),
               SequenceVAETrainer, fixed=NO_DISCRIMINATOR,
-              metrics="fid, kid on the values; freq_w1, amp_w1, sine_r2 on sines")
+              metrics="fid, kid on the values; freq_w1, amp_w1, sine_r2 on sines; TimeGAN's discriminative and "
+                      "predictive scores")
