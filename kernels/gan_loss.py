@@ -71,25 +71,24 @@ def _term(x, KIND: tl.constexpr, p0, p1):
 
 
 @triton.jit
-def _segment(x_ptr, g_ptr, partial_ptr, out_idx, blk, n, KIND: tl.constexpr, p0, p1, BLOCK: tl.constexpr):
+def _segment(x_ptr, g_ptr, partial_ptr, out_idx, blk, n, inv_n, KIND: tl.constexpr, p0, p1, BLOCK: tl.constexpr):
     offs = blk.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     loss, grad = _term(x, KIND, p0, p1)
-    inv_n = 1.0 / n.to(tl.float32)
     tl.store(g_ptr + offs, grad * inv_n, mask=mask)
     tl.store(partial_ptr + out_idx, tl.sum(tl.where(mask, loss, 0.0), axis=0) * inv_n)
 
 
 @triton.jit
-def _gan_loss_kernel(real_ptr, fake_ptr, g_real_ptr, g_fake_ptr, partial_ptr, n_real, n_fake, real_blocks,
+def _gan_loss_kernel(real_ptr, fake_ptr, g_real_ptr, g_fake_ptr, partial_ptr, n_real, n_fake, inv_real, inv_fake, real_blocks,
                      real_p0, real_p1, fake_p0, fake_p1,
                      REAL_KIND: tl.constexpr, FAKE_KIND: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     if pid < real_blocks:
-        _segment(real_ptr, g_real_ptr, partial_ptr, pid, pid, n_real, REAL_KIND, real_p0, real_p1, BLOCK)
+        _segment(real_ptr, g_real_ptr, partial_ptr, pid, pid, n_real, inv_real, REAL_KIND, real_p0, real_p1, BLOCK)
     else:
-        _segment(fake_ptr, g_fake_ptr, partial_ptr, pid, pid - real_blocks, n_fake, FAKE_KIND, fake_p0, fake_p1, BLOCK)
+        _segment(fake_ptr, g_fake_ptr, partial_ptr, pid, pid - real_blocks, n_fake, inv_fake, FAKE_KIND, fake_p0, fake_p1, BLOCK)
 
 
 def _launch(real: torch.Tensor | None, fake: torch.Tensor, real_term, fake_term):
@@ -109,7 +108,7 @@ def _launch(real: torch.Tensor | None, fake: torch.Tensor, real_term, fake_term)
     partials = torch.empty(n_blocks, **f32)
     loss = torch.empty((), **f32)
     _gan_loss_kernel[(n_blocks,)](
-        real, fake, g_real, g_fake, partials, n_real, fake.numel(), real_blocks,
+        real, fake, g_real, g_fake, partials, n_real, fake.numel(), 1.0 / max(n_real, 1), 1.0 / fake.numel(), real_blocks,
         real_term[1], real_term[2], fake_term[1], fake_term[2],
         REAL_KIND=real_term[0].value, FAKE_KIND=fake_term[0].value, BLOCK=BLOCK,
     )
