@@ -141,3 +141,30 @@ def test_vrae_decoder_starts_from_z():
     assert not torch.allclose(vrae.decode(z, 5)[0], vrae.decode(z, 5)[1])
     torch.testing.assert_close(vrae.decode(z, 5)[:, :3], vrae.decode(z, 3))
 
+
+
+def test_timegan_sines_follow_timegans_data_loading():
+    from fastgan.data import timegan_sines
+
+    x = timegan_sines(2000, seed=0)
+    assert x.shape == (2000, 24, 5) and x.dtype == np.float32
+    assert x.min() >= 0.5 and x.max() <= 1.0  # (sin + 1) / 2 of arguments in [0, 2.5]
+    # t = 0 gives sin(phi), phi ~ U(0, 0.1); the slope at t = 0 is about f cos(phi) / 2, f ~ U(0, 0.1).
+    phase = np.arcsin(2 * x[:, 0].astype(np.float64) - 1)
+    assert phase.min() >= 0 and phase.max() <= 0.1 and phase.max() > 0.099
+    assert np.quantile(phase, 0.5) == pytest.approx(0.05, abs=0.005)
+    np.testing.assert_array_equal(x, timegan_sines(2000, seed=0))
+    with pytest.raises(ValueError, match="features >= 1"):
+        timegan_sines(4, features=0)
+
+
+def test_sines_timegan_is_a_built_in_sequence_dataset(tmp_path):
+    from fastgan.data import dataset_kind
+    from fastgan.train import TrainConfig, make_trainer
+
+    assert dataset_kind("sines-timegan") == "sequences"
+    small = dict(model="rgan", dataset="sines-timegan", seq_n=32, batch_size=8, progress=False, out_dir=str(tmp_path))
+    trainer = make_trainer(TrainConfig(**small))
+    assert trainer.data.array.shape == (32, 24, 5) and trainer.config.seq_len == 24
+    with pytest.raises(ValueError, match="sines-timegan has TimeGAN's 5 features"):
+        make_trainer(TrainConfig(**small, sines_features=2))

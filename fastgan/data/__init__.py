@@ -5,7 +5,7 @@ from .loader import Loader, epoch_permutation
 from .packed import ArrayDataset, PackedDataset
 from .prepare import prepare
 from .sequences import SequenceLoader, load_sequences
-from .sines import sines, validate_sequences
+from .sines import sines, timegan_sines, validate_sequences
 from .toy import TOY_DATASETS, ToyMixture, grid25, load_toy, ring8
 
 __all__ = [
@@ -27,5 +27,6 @@ __all__ = [
     "prepare",
     "ring8",
     "sines",
+    "timegan_sines",
     "validate_sequences",
 ]

@@ -10,8 +10,8 @@ from .toy import TOY_DATASETS
 
 #: built-in dataset name of the synthetic token task (SeqGAN's oracle, Yu et al. 2017, sec. 5)
 TOKEN_DATASETS = ("oracle",)
-#: built-in continuous sequence datasets
-SEQUENCE_DATASETS = ("sines",)
+#: built-in continuous sequence datasets: RCGAN's sines and TimeGAN's
+SEQUENCE_DATASETS = ("sines", "sines-timegan")
 KINDS = ("images", "points", "sequences", "tokens")
 
 

@@ -1,4 +1,4 @@
-"""Sequence data for recurrent GANs and VAEs: RCGAN's sine waves and a validator for user arrays."""
+"""Sequence data for recurrent GANs and VAEs: RCGAN's and TimeGAN's sine waves, and a validator for user arrays."""
 from __future__ import annotations
 
 import math
@@ -8,6 +8,10 @@ import numpy as np
 SINE_FREQUENCY = (1.0, 5.0)        # cycles per sequence
 SINE_PHASE = (-math.pi, math.pi)
 SINE_AMPLITUDE = (0.1, 0.9)
+#: TimeGAN's sines (jsyoon0823/TimeGAN, data_loading.py): frequency (radians per step) and phase ranges, size
+TIMEGAN_FREQUENCY = (0.0, 0.1)
+TIMEGAN_PHASE = (0.0, 0.1)
+TIMEGAN_SHAPE = (10000, 24, 5)
 
 
 def sines(n: int, length: int = 30, features: int = 1, seed: int = 0) -> np.ndarray:
@@ -26,6 +30,25 @@ def sines(n: int, length: int = 30, features: int = 1, seed: int = 0) -> np.ndar
     amplitude = rng.uniform(*SINE_AMPLITUDE, size=(n, 1, features))
     t = np.arange(1, length + 1, dtype=np.float64)[None, :, None]
     return (amplitude * np.sin(2 * np.pi * f * t / length + phi)).astype(np.float32)
+
+
+def timegan_sines(n: int = TIMEGAN_SHAPE[0], length: int = TIMEGAN_SHAPE[1], features: int = TIMEGAN_SHAPE[2],
+                  seed: int = 0) -> np.ndarray:
+    """n sine waves in [0, 1], float32 (n, length, features), as TimeGAN generates them (Yoon et al. 2019;
+    jsyoon0823/TimeGAN, data_loading.py): the benchmark of TimeGAN, TimeVAE, Diffusion-TS and their successors.
+
+    Feature k of each sequence is (sin(f * t + phi) + 1) / 2, t = 0..length-1, with f ~ U(0, 0.1) (radians per
+    step) and phi ~ U(0, 0.1) drawn independently per sequence and feature. At the default 24 steps the
+    argument stays within [0, 2.5], so the values lie in [0.5, 1]: slow, rising-then-flattening arcs.
+    """
+    if n < 0 or length < 1 or features < 1:
+        raise ValueError(f"timegan_sines: need n >= 0, length >= 1, features >= 1; got n={n}, length={length}, "
+                         f"features={features}")
+    rng = np.random.default_rng(seed)
+    f = rng.uniform(*TIMEGAN_FREQUENCY, size=(n, 1, features))
+    phi = rng.uniform(*TIMEGAN_PHASE, size=(n, 1, features))
+    t = np.arange(length, dtype=np.float64)[None, :, None]
+    return ((np.sin(f * t + phi) + 1) / 2).astype(np.float32)
 
 
 def validate_sequences(array, name: str = "sequences") -> np.ndarray:

@@ -37,8 +37,9 @@ class TrainConfig:
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:1, ...")
     threads: int = _f(0, "CPU threads for torch (0: torch's default)")
     # Data
-    dataset: str = _f("digits", "built-in dataset (images: digits; points: ring8, grid25; sequences: sines; tokens: "
-                           "oracle), a .fgd file from `fastgan prepare`, or a .npy array (N, T, F) of sequences")
+    dataset: str = _f("digits", "built-in dataset (images: digits; points: ring8, grid25; sequences: sines (RCGAN's), "
+                           "sines-timegan (TimeGAN's: 24 steps, 5 features in [0, 1]); tokens: oracle), a .fgd file "
+                           "from `fastgan prepare`, or a .npy array (N, T, F) of sequences")
     resolution: int = _f(16, "image size of the built-in digits (8, 16, 32 or 64)")
     hflip: bool = _f(False, "random horizontal flips of real images")
     # Models
@@ -82,10 +83,10 @@ class TrainConfig:
     vae_sigma: float = _f(0.1, "vae, rvae: standard deviation of the gaussian likelihood")
     vaegan_gamma: float = _f(1.0, "vaegan: weight of the feature-space reconstruction against the GAN term in the "
                                   "decoder's loss (Larsen et al. 2016)")
-    seq_len: int = _f(0, "rgan, rvae, seqgan: time steps of the built-in sines and oracle data (0: 30 for sines, 20 "
-                         "for oracle; a .npy has its own); the run records the length it used")
+    seq_len: int = _f(0, "rgan, rvae, seqgan: time steps of the built-in sines and oracle data (0: 30 for sines, 24 "
+                         "for sines-timegan, 20 for oracle; a .npy has its own); the run records the length it used")
     seq_n: int = _f(10000, "rgan, rvae, seqgan: sequences in the built-in sines or oracle training set")
-    sines_features: int = _f(1, "rgan, rvae: features per time step of the built-in sines")
+    sines_features: int = _f(1, "rgan, rvae: features per time step of the built-in sines (sines-timegan has 5)")
     seq_hidden: int = _f(32, "rgan, rvae, seqgan: hidden size of every LSTM (and seqgan's embedding size)")
     rgan_per_step: bool = _f(True, "rgan: D judges every time step (RCGAN); otherwise the whole sequence")
     rgan_out_act: str = _f("tanh", "rgan: G's output activation; tanh needs data in [-1, 1]", OUTPUT_ACTS)
@@ -108,6 +109,9 @@ class TrainConfig:
     n_samples: int = _f(64, "images in a sample grid")
     eval_every: int = _f(0, "steps between evaluations of the EMA generator, logged to metrics.jsonl (0: off)")
     eval_n: int = _f(2000, "generated samples per evaluation")
+    eval_ts_repeats: int = _f(3, "sequence runs: repeats of TimeGAN's discriminative and predictive scores in each "
+                                 "evaluation (--eval-every, fastgan eval) of at least 500 sequences; their GRUs "
+                                 "train afresh each time, 20-60 s on a CPU (0: off)")
     eval_ts_repeats: int = _f(3, "sequence runs: repeats of TimeGAN's discriminative and predictive scores in each "
                                  "evaluation (--eval-every, fastgan eval) of at least 500 sequences; their GRUs "
                                  "train afresh each time, 20-60 s on a CPU (0: off)")

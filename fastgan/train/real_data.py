@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from ..data import (ArrayDataset, Loader, PackedDataset, SequenceLoader, dataset_kind, load_image_dataset,
-                    load_sequences, load_toy, sines)
+                    load_sequences, load_toy, sines, timegan_sines)
 
 SINES_LENGTH = 30  # RCGAN's sine waves have 30 steps (Esteban et al. 2017, sec. 4.1)
+TIMEGAN_SINES_LENGTH, TIMEGAN_SINES_FEATURES = 24, 5  # TimeGAN's sines (Yoon et al. 2019, sec. 5.1)
 
 
 class ImageData:
@@ -60,13 +61,21 @@ class PointData:
 
 
 class SequenceData:
-    """Continuous sequences (N, T, F): the built-in sines or a user's .npy array."""
+    """Continuous sequences (N, T, F): the built-in sines (RCGAN's) or sines-timegan (TimeGAN's), or a user's .npy
+    array (any real multivariate series cut into windows of equal length, e.g. TimeGAN's stock and energy sets,
+    scaled to the generator's output range)."""
 
     kind = "sequences"
 
     def __init__(self, config, dist, device):
         if config.dataset == "sines":
             self.array = sines(config.seq_n, config.seq_len or SINES_LENGTH, config.sines_features, seed=config.seed)
+        elif config.dataset == "sines-timegan":
+            if config.sines_features != 1:
+                raise ValueError(f"sines_features applies to sines; sines-timegan has TimeGAN's "
+                                 f"{TIMEGAN_SINES_FEATURES} features (got sines_features={config.sines_features})")
+            self.array = timegan_sines(config.seq_n, config.seq_len or TIMEGAN_SINES_LENGTH, TIMEGAN_SINES_FEATURES,
+                                       seed=config.seed)
         else:
             self.array = load_sequences(config.dataset)
             if config.seq_len not in (0, self.array.shape[1]):
