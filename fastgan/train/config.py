@@ -112,9 +112,6 @@ class TrainConfig:
     eval_ts_repeats: int = _f(3, "sequence runs: repeats of TimeGAN's discriminative and predictive scores in each "
                                  "evaluation (--eval-every, fastgan eval) of at least 500 sequences; their GRUs "
                                  "train afresh each time, 20-60 s on a CPU (0: off)")
-    eval_ts_repeats: int = _f(3, "sequence runs: repeats of TimeGAN's discriminative and predictive scores in each "
-                                 "evaluation (--eval-every, fastgan eval) of at least 500 sequences; their GRUs "
-                                 "train afresh each time, 20-60 s on a CPU (0: off)")
     progress: bool = _f(True, "show a progress bar")
 
     #: names of the fields a user set (from_dict and from_toml record them, and so the command line); None when
