@@ -13,6 +13,8 @@ from fastgan.models.seqgan import (
     oracle_nll,
     policy_gradient_loss,
     rollout_rewards,
+    sample_tokens,
+    update_rollout_policy,
 )
 
 
@@ -198,3 +200,48 @@ def test_oracle_defaults_are_the_papers():
     oracle = OracleLSTM()
     assert oracle.vocab_size == 5000 and oracle.seq_len == 20
     assert oracle.embedding.embedding_dim == 32 and oracle.lstm.hidden_size == 32
+
+
+def test_oracle_has_one_bias_per_gate_as_the_authors_target_lstm():
+    oracle = OracleLSTM(vocab_size=20, seq_len=5, embed_dim=8, hidden=8, seed=3)
+    assert torch.count_nonzero(oracle.lstm.bias_hh_l0) == 0
+    assert oracle.lstm.bias_ih_l0.std() > 0.5
+    same = OracleLSTM(vocab_size=20, seq_len=5, embed_dim=8, hidden=8, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(oracle.parameters(), same.parameters()))
+
+
+def test_inverse_cdf_sampling_follows_softmax_of_the_logits():
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0, -30.0], [50.0, 0.0, 0.0, 0.0, 0.0]])
+    draws = sample_tokens(logits.repeat_interleave(40000, dim=0), torch.Generator().manual_seed(0)).view(2, -1)
+    assert draws.dtype == torch.int64
+    for row, tokens in zip(logits, draws):
+        freq = torch.bincount(tokens, minlength=5).double() / tokens.numel()
+        torch.testing.assert_close(freq, F.softmax(row.double(), 0), atol=0.008, rtol=0)
+    assert (draws[1] == 0).all()  # the max shift keeps a 50-logit finite
+
+
+def test_inverse_cdf_sampling_is_reproducible_and_stays_in_range():
+    logits = torch.randn(64, 1000, generator=torch.Generator().manual_seed(1)) * 5
+    a = sample_tokens(logits, torch.Generator().manual_seed(2))
+    assert torch.equal(a, sample_tokens(logits, torch.Generator().manual_seed(2)))
+    assert a.shape == (64, 1) and 0 <= a.min() and a.max() < 1000
+
+
+def test_rollout_policy_trails_the_generator_at_the_delay_and_shares_its_embedding():
+    g, rollout = SeqGANGenerator(9, 4, 5), SeqGANGenerator(9, 4, 5)
+    before = {n: p.clone() for n, p in rollout.named_parameters()}
+    update_rollout_policy(rollout, g, 0.8)
+    for (name, r), p in zip(rollout.named_parameters(), g.parameters()):
+        want = p if name.startswith("embedding.") else 0.8 * before[name] + 0.2 * p
+        torch.testing.assert_close(r, want, rtol=1e-6, atol=1e-7)
+    update_rollout_policy(rollout, g, 0.0)
+    assert all(torch.equal(r, p) for r, p in zip(rollout.parameters(), g.parameters()))
+    with pytest.raises(ValueError, match=r"delay must be in \[0, 1\)"):
+        update_rollout_policy(rollout, g, 1.0)
+
+
+def test_cnn_l2_penalty_is_the_authors_l2_loss_of_the_logit_layer():
+    d = CNNDiscriminator(7, embed_dim=8, filter_sizes=(1, 2), num_filters=(3, 4), l2_reg=0.2)
+    want = 0.2 * 0.5 * (d.out.weight.square().sum() + d.out.bias.square().sum())
+    torch.testing.assert_close(d.l2_penalty(), want)
+    assert _small_cnn().l2_penalty() == 0

@@ -21,7 +21,8 @@ FAMILIES = {
     "rgan": dict(model="rgan", dataset="sines", seq_n=64, seq_len=12, seq_hidden=8, z_dim=3),
     "rvae": dict(model="rvae", dataset="sines", seq_n=64, seq_len=12, seq_hidden=8, z_dim=3),
     "seqgan": dict(model="seqgan", dataset="oracle", seq_n=64, seq_len=8, seq_hidden=8, seqgan_vocab=10,
-                   seqgan_pretrain_steps=2, seqgan_d_pretrain_steps=2, seqgan_rollouts=2),
+                   seqgan_pretrain_steps=2, seqgan_d_pretrain_steps=2, seqgan_rollouts=2,
+                   seqgan_nll_every=1),
 }
 LOGGED = {"vae": {"elbo", "recon", "kl"}, "vaegan": {"kl", "llike", "d_loss", "dec_loss"},
           "rgan": {"d_loss", "g_loss", "real_logit", "fake_logit"}, "rvae": {"elbo", "recon", "kl"},
@@ -159,6 +160,60 @@ def test_seqgan_evaluation_reports_the_oracle_floor(tmp_path):
     assert result["oracle_nll_per_token"] == pytest.approx(result["oracle_nll"] / 8, rel=1e-6)
     # An untrained generator is far from the oracle's own sequences.
     assert 0 < result["data_oracle_nll"] < result["oracle_nll"]
+
+
+def test_seqgan_takes_the_authors_settings_unless_given():
+    cfg = TrainConfig(model="seqgan", dataset="oracle")
+    assert (cfg.lr_g, cfg.lr_d, cfg.beta1, cfg.clip_grad, cfg.batch_size) == (1e-2, 1e-4, 0.9, 5.0, 64)
+    mine = TrainConfig(model="seqgan", dataset="oracle", lr_g=3e-3, clip_grad=1.0, batch_size=32)
+    assert (mine.lr_g, mine.lr_d, mine.clip_grad, mine.batch_size) == (3e-3, 1e-4, 1.0, 32)
+    # Other families keep the global defaults.
+    gan = TrainConfig(model="dcgan")
+    assert (gan.lr_g, gan.beta1, gan.clip_grad, gan.batch_size) == (2e-4, 0.5, 0.0, 64)
+
+
+def test_seqgan_phases_have_their_own_generator_optimizers_and_the_rollout_trails_g(tmp_path):
+    trainer = make_trainer(config(tmp_path, "seqgan", seqgan_pretrain_steps=1))
+    batches = iter(trainer.real_batches())
+    trainer.train_step(batches)  # MLE
+    mle_state = trainer.optimizers["generator"].state_dict()["state"]
+    assert mle_state and not trainer.optimizers["generator_adversarial"].state_dict()["state"]
+    g_before = [p.clone() for p in trainer.generator.parameters()]
+    trainer.train_step(batches)  # adversarial: the rollout starts as G, then moves 0.2 of the way to the new G
+    assert trainer.optimizers["generator_adversarial"].state_dict()["state"]
+    assert trainer.optimizers["generator"].state_dict()["state"][0]["step"] == 1
+    for (name, r), old, new in zip(trainer.rollout.named_parameters(), g_before, trainer.generator.parameters()):
+        want = new if name.startswith("embedding.") else 0.8 * old + 0.2 * new
+        torch.testing.assert_close(r, want, rtol=1e-5, atol=1e-6)
+    assert "rollout" in trainer.state_dict()["networks"]
+
+
+def test_seqgan_oracle_depends_on_oracle_seed_not_the_run_seed(tmp_path):
+    data = [make_trainer(config(tmp_path, "seqgan", **kw)).data.tokens for kw in
+            (dict(seed=0), dict(seed=1), dict(seed=0, oracle_seed=1))]
+    assert torch.equal(data[0], data[1]) and not torch.equal(data[0], data[2])
+
+
+def test_clip_grad_bounds_the_global_gradient_norm_before_the_step(tmp_path):
+    trainer = make_trainer(config(tmp_path, "seqgan", clip_grad=0.01))
+    params = list(trainer.generator.parameters())
+    for p in params:
+        p.grad = torch.ones_like(p)
+    trainer.clip_gradients("generator")
+    assert torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])) == pytest.approx(0.01, rel=1e-4)
+    off = make_trainer(config(tmp_path, "seqgan", clip_grad=0.0))
+    for p in off.generator.parameters():
+        p.grad = torch.ones_like(p)
+    off.clip_gradients("generator")
+    assert all((p.grad == 1).all() for p in off.generator.parameters())
+
+
+def test_seqgan_paper_sized_cnn_discriminator(tmp_path):
+    trainer = make_trainer(config(tmp_path, "seqgan", seqgan_discriminator="cnn-paper", seq_len=20))
+    d = trainer.discriminator
+    assert d.embedding.embedding_dim == 64 and d.l2_reg == 0.2
+    assert sum(c.out_channels for c in d.convs) == 1720
+    assert trainer.train_step(iter(trainer.real_batches()))["mle_loss"] > 0
 
 
 def test_rgan_evaluation_reports_sequence_distances(tmp_path):

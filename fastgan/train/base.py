@@ -211,6 +211,7 @@ class BaseTrainer:
                           f"penalty such as --r1-gamma", DivergenceWarning, stacklevel=2)
         if ok:
             self.nonfinite_in_a_row[name] = 0
+            self.clip_gradients(name)
             scaler.step(optimizer)
             scaler.update()
             return True
@@ -228,6 +229,15 @@ class BaseTrainer:
         warnings.warn(f"{where}: non-finite loss or gradients; update skipped "
                       f"({in_a_row} in a row, stop at {self.config.max_nonfinite})", stacklevel=2)
         return False
+
+    def clip_gradients(self, name: str) -> None:
+        """Scale network `name`'s gradients to a global L2 norm of at most config.clip_grad (0: off), as
+        tf.clip_by_global_norm does in SeqGAN's code; with fp16 they are unscaled first."""
+        if self.config.clip_grad > 0:
+            optimizer = self.optimizers[name]
+            self.scalers[name].unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.config.clip_grad)
 
     def end_step(self) -> None:
         if self.ema is not None:

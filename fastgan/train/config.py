@@ -20,7 +20,7 @@ from .families import FAMILIES, MODELS, OPTIONAL_FIELDS, family
 
 AMP_MODES = ("bf16", "fp16")
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes 64 bits; seed + 1 seeds the sample grids
-SEQGAN_DISCRIMINATORS = ("lstm", "cnn")
+SEQGAN_DISCRIMINATORS = ("lstm", "cnn", "cnn-paper")
 
 
 def _f(default, help: str, choices=None):
@@ -62,6 +62,8 @@ class TrainConfig:
     r1_gamma: float = _f(0.0, "R1 penalty weight gamma (0: off); applied lazily every r1_every steps")
     r1_every: int = _f(16, "steps between lazy R1 penalties (the penalty is scaled by this)")
     gp_weight: float = _f(0.0, "WGAN-GP gradient penalty weight (0: off)")
+    clip_grad: float = _f(0.0, "each network's gradients are scaled to a global L2 norm of at most this before its "
+                               "optimizer step (0: off; seqgan: 5, as in its authors' code)")
     # Stability toolkit (dcgan and mlp)
     spectral_norm: bool = _f(False, "spectral normalisation of every D weight (Miyato et al. 2018); drops D's batch norm")
     mbstd: bool = _f(False, "minibatch standard deviation feature before D's last layer (Karras et al. 2018)")
@@ -97,8 +99,17 @@ class TrainConfig:
     seqgan_d_pretrain_steps: int = _f(200, "seqgan: D updates on real vs generated before the first adversarial step "
                                            "(not counted in --steps)")
     seqgan_rollouts: int = _f(16, "seqgan: Monte-Carlo rollouts per prefix for the rewards")
-    seqgan_discriminator: str = _f("lstm", "seqgan: D over tokens: an LSTM, or the paper's CNN (its window sizes "
-                                           "up to seq_len, seq_hidden filters each)", SEQGAN_DISCRIMINATORS)
+    seqgan_discriminator: str = _f("lstm", "seqgan: D over tokens: an LSTM; the paper's CNN with its window sizes up "
+                                           "to seq_len and seq_hidden filters each (cnn); or at the paper's size "
+                                           "(cnn-paper: 64-dim embedding, 1,720 filters, L2 0.2 on the logit layer, "
+                                           "dropout 0.25, one highway layer)", SEQGAN_DISCRIMINATORS)
+    seqgan_rollout_delay: float = _f(0.8, "seqgan: after each adversarial G update the rollout policy's weights move "
+                                          "to delay * rollout + (1 - delay) * G, as in the authors' code (0: G "
+                                          "itself)")
+    seqgan_nll_every: int = _f(50, "seqgan: steps between the oracle NLL evaluations logged as oracle_nll (eval_n "
+                                   "samples), at log steps that are multiples of it")
+    oracle_seed: int = _f(0, "seqgan: seed of the oracle LSTM and its training data, apart from --seed, so that runs "
+                             "with different seeds learn the same task")
     # Faults and scale-out
     max_nonfinite: int = _f(3, "consecutive updates with non-finite loss or gradients (each skipped) before training stops")
     sync_bn: bool = _f(False, "distributed runs: batch-norm statistics over the global batch (SyncBatchNorm)")
@@ -124,7 +135,22 @@ class TrainConfig:
             self.amp = None
         if isinstance(self.mlp_hidden, list):
             self.mlp_hidden = tuple(self.mlp_hidden)
+        self._apply_family_defaults()
         self.validate()
+
+    def __new__(cls, *args, **kwargs):
+        # The fields the caller gave (the CLI and a TOML file pass only those; from_dict of a saved config, all).
+        config = super().__new__(cls)
+        config._given = {f.name for f in dataclasses.fields(cls)[:len(args)]} | set(kwargs)
+        return config
+
+    def _apply_family_defaults(self) -> None:
+        """Fields for which config.model's declaration has its own default (Family.defaults) take it unless the
+        caller gave them."""
+        if self.model in FAMILIES:
+            for name, value in FAMILIES[self.model].defaults.items():
+                if name not in self._given:
+                    setattr(self, name, value)
 
     def validate(self) -> None:
         def bad(name, why):
@@ -175,16 +201,19 @@ class TrainConfig:
         if "/" in self.name or self.name in (".", ".."):
             bad("name", "must be a plain folder name")
         # Other families
-        for name in ("vae_width", "seq_n", "sines_features", "seq_hidden", "seqgan_rollouts"):
+        for name in ("vae_width", "seq_n", "sines_features", "seq_hidden", "seqgan_rollouts", "seqgan_nll_every"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
-        for name in ("seq_len", "seqgan_pretrain_steps", "seqgan_d_pretrain_steps", "vae_beta", "vaegan_gamma"):
+        for name in ("seq_len", "seqgan_pretrain_steps", "seqgan_d_pretrain_steps", "vae_beta", "vaegan_gamma",
+                     "clip_grad", "oracle_seed"):
             if not getattr(self, name) >= 0:
                 bad(name, "must be >= 0")
         if not self.vae_sigma > 0:
             bad("vae_sigma", "must be > 0")
         if self.seqgan_vocab < 2:
             bad("seqgan_vocab", "must be >= 2")
+        if not 0 <= self.seqgan_rollout_delay < 1:
+            bad("seqgan_rollout_delay", "must be in [0, 1)")
         for name, choices in (("vae_likelihood", ("auto", *LIKELIHOODS)), ("rgan_out_act", OUTPUT_ACTS),
                               ("seqgan_discriminator", SEQGAN_DISCRIMINATORS)):
             if getattr(self, name) not in choices:

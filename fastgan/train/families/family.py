@@ -17,6 +17,8 @@ class Family:
     options: the config fields of `OPTIONAL_FIELDS` (training techniques that only some families implement)
         that this family honours; any other such field left off its default is an error.
     fixed: config fields this family needs at one of a few values, with the reason: {field: (values, why)}.
+    defaults: config fields whose default differs for this family (a paper's settings): {field: value}; a field
+        keeps a value the user gave.
     metrics: what `evaluate` (and so `fastgan eval` and --eval-every) reports by default, for --help.
     """
 
@@ -26,6 +28,7 @@ class Family:
     trainer: type[BaseTrainer]
     options: frozenset[str] = frozenset()
     fixed: dict[str, tuple[tuple, str]] = field(default_factory=dict)
+    defaults: dict[str, object] = field(default_factory=dict)
     metrics: str = ""
 
     def networks(self, config, data_shape: tuple[int, ...]):

@@ -4,11 +4,22 @@ A run's `steps` are generator updates of both kinds: the first seqgan_pretrain_s
 likelihood updates (teacher forcing on a batch of oracle data); every later step is one policy-
 gradient update with Monte-Carlo rollout rewards, followed by n_critic discriminator updates (real
 oracle data vs fresh samples). Before the first adversarial step the discriminator is pre-trained
-with seqgan_d_pretrain_steps such updates, which belong to that step. At log steps the generator's
-NLL under the oracle (on eval_n samples) is logged as oracle_nll, so a run shows where maximum
-likelihood left it and what adversarial training did.
+with seqgan_d_pretrain_steps such updates, which belong to that step. Every seqgan_nll_every steps
+(on log steps) the generator's NLL under the oracle (on eval_n samples) is logged as oracle_nll, so a
+run shows where maximum likelihood left it and what adversarial training did.
+
+As in the authors' code (github.com/LantaoYu/SeqGAN): the two phases have their own Adam states (the
+policy gradient is several times the MLE gradient's scale, so a shared state makes the first adversarial
+steps several times lr), the rewards come from a delayed copy of G (seqgan_rollout_delay), and
+`fastgan train --model seqgan` defaults to its G settings (Adam 0.01, beta1 0.9, gradients clipped at
+global norm 5, batch 64) and D learning rate 1e-4. Its D schedule, five rounds of three epochs over
+10,000 fresh negatives and as many real sequences per G step (4,690 updates of 64) after 50 such rounds
+of pre-training (46,900), is n_critic 4690 and seqgan_d_pretrain_steps 46900 here (each update on fresh
+negatives): hours per step on a CPU, so the defaults are far smaller.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -16,7 +27,7 @@ from torch import nn
 from ... import losses
 from ...models import (CNNDiscriminator, LSTMDiscriminator, OracleLSTM, SeqGANGenerator, mle_loss, oracle_nll,
                        policy_gradient_loss, rollout_rewards)
-from ...models.seqgan import PAPER_FILTER_SIZES
+from ...models.seqgan import PAPER_FILTER_SIZES, PAPER_NUM_FILTERS, update_rollout_policy
 from ..base import BaseTrainer
 from ..real_data import TokenData
 from .family import Family
@@ -24,14 +35,19 @@ from .family import Family
 # The oracle of Yu et al. 2017, sec. 5: sequences of 20 tokens from an LSTM with 32-dim embedding and state.
 ORACLE_LENGTH = 20
 ORACLE_SIZE = 32
+# The authors' discriminator: 64-dim embedding, L2 weight 0.2 on its logit layer.
+PAPER_D_EMBEDDING = 64
+PAPER_D_L2 = 0.2
 
 
 def build_discriminator(config, length: int) -> nn.Module:
     size, vocab = config.seq_hidden, config.seqgan_vocab
     if config.seqgan_discriminator == "lstm":
         return LSTMDiscriminator(vocab, size, size)
-    widths = tuple(w for w in PAPER_FILTER_SIZES if w <= length)
-    return CNNDiscriminator(vocab, size, widths, (size,) * len(widths))
+    sizes = [(w, f) for w, f in zip(PAPER_FILTER_SIZES, PAPER_NUM_FILTERS) if w <= length]
+    if config.seqgan_discriminator == "cnn-paper":
+        return CNNDiscriminator(vocab, PAPER_D_EMBEDDING, *zip(*sizes), l2_reg=PAPER_D_L2)
+    return CNNDiscriminator(vocab, size, tuple(w for w, _ in sizes), (size,) * len(sizes))
 
 
 class SeqGANTrainer(BaseTrainer):
@@ -43,15 +59,21 @@ class SeqGANTrainer(BaseTrainer):
         networks = self.build_networks(config, self.data_shape)
         self.generator = self.add_network("generator", networks["generator"], config.lr_g)
         self.discriminator = self.add_network("discriminator", networks["discriminator"], config.lr_d)
+        # The policy gradient's own Adam state (see the module's docstring); "generator" is the MLE phase's.
+        self.optimizers["generator_adversarial"] = torch.optim.Adam(
+            self.generator.parameters(), config.lr_g, betas=(config.beta1, config.beta2))
+        self.scalers["generator_adversarial"] = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
+        # G_beta, the rollout policy: G as it was at the first adversarial step, then trailing it.
+        self.rollout = self.add_network("rollout", copy.deepcopy(self.generator).requires_grad_(False))
 
     def open_data(self) -> TokenData:
-        """The oracle's sequences. The task comes from the seed alone (not from self.rng): the same seed gives
-        the same oracle and data."""
+        """The oracle's sequences. The task comes from oracle_seed alone (not from the run's seed or self.rng):
+        the same oracle_seed gives the same oracle and data."""
         config = self.config
         # Recorded in the run's config, so that samplers know the length without the oracle.
         config.seq_len = config.seq_len or ORACLE_LENGTH
-        oracle = OracleLSTM(config.seqgan_vocab, config.seq_len, ORACLE_SIZE, ORACLE_SIZE, seed=config.seed)
-        tokens = oracle.generate(config.seq_n, torch.Generator().manual_seed(config.seed + 1))
+        oracle = OracleLSTM(config.seqgan_vocab, config.seq_len, ORACLE_SIZE, ORACLE_SIZE, seed=config.oracle_seed)
+        tokens = oracle.generate(config.seq_n, torch.Generator().manual_seed(config.oracle_seed + 1))
         self.oracle = oracle.to(self.device)
         return TokenData(tokens, config, self.dist, self.device)
 
@@ -76,14 +98,16 @@ class SeqGANTrainer(BaseTrainer):
             stats = self._mle_update(batches)
         else:
             if self.step == cfg.seqgan_pretrain_steps:
+                self.rollout.load_state_dict(self.generator.state_dict())
                 for _ in range(cfg.seqgan_d_pretrain_steps):
                     self._d_update(batches)
             stats = self._policy_gradient_update()
+            update_rollout_policy(self.rollout, self.generator, cfg.seqgan_rollout_delay)
             for _ in range(cfg.n_critic):
                 d_stats = self._d_update(batches)
             stats.update(d_stats)
         self.end_step()
-        if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+        if self.step % cfg.log_every == 0 and self.step % cfg.seqgan_nll_every == 0:
             stats["oracle_nll"] = self.generated_oracle_nll(cfg.eval_n)
         return stats
 
@@ -103,15 +127,15 @@ class SeqGANTrainer(BaseTrainer):
 
     def _policy_gradient_update(self) -> dict[str, torch.Tensor]:
         tokens = self._fake()
-        # The generator itself is the rollout policy; D in eval mode keeps dropout out of the rewards.
+        # D in eval mode keeps dropout out of the rewards.
         self.discriminator.eval()
         with self.autocast():
-            rewards = rollout_rewards(self.generator, self.discriminator, tokens, self.config.seqgan_rollouts,
+            rewards = rollout_rewards(self.rollout, self.discriminator, tokens, self.config.seqgan_rollouts,
                                       self.rank_rng).float()
         self.discriminator.train()
         with self.autocast():
             loss = policy_gradient_loss(self.generator, tokens, rewards).float()
-        self.update("generator", loss)
+        self.update("generator_adversarial", loss)
         return {"pg_loss": loss.detach(), "reward": rewards.mean()}
 
     def _d_update(self, batches) -> dict[str, torch.Tensor]:
@@ -121,8 +145,11 @@ class SeqGANTrainer(BaseTrainer):
         with self.autocast():
             real_logits, fake_logits = self.discriminator(real).float(), self.discriminator(fake).float()
         loss = losses.d_loss(real_logits, fake_logits, "bce", self.config.label_smoothing)
+        stats = {"d_loss": loss.detach()}
+        if isinstance(self.discriminator, CNNDiscriminator) and self.discriminator.l2_reg:
+            loss = loss + self.discriminator.l2_penalty()
         self.update("discriminator", loss)
-        return {"d_loss": loss.detach(), "real_prob": torch.sigmoid(real_logits.detach()).mean(),
+        return {**stats, "real_prob": torch.sigmoid(real_logits.detach()).mean(),
                 "fake_prob": torch.sigmoid(fake_logits.detach()).mean()}
 
     # -- outputs ------------------------------------------------------------------------------
@@ -149,4 +176,7 @@ SEQGAN = Family(
     "seqgan", "SeqGAN on the synthetic oracle's tokens (Yu et al. 2017)", ("tokens",), SeqGANTrainer,
     fixed={"d_loss": (("bce",), "its rewards use D's probability of real"),
            "g_loss": (("ns",), "its generator is trained by policy gradient")},
+    # The authors' code: G's Adam at 0.01 (default betas) with gradients clipped at global norm 5, batch 64;
+    # D's Adam at 1e-4.
+    defaults={"lr_g": 1e-2, "lr_d": 1e-4, "beta1": 0.9, "clip_grad": 5.0, "batch_size": 64},
     metrics="oracle_nll, oracle_nll_per_token, data_oracle_nll")
