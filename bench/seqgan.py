@@ -33,9 +33,29 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main(argv=None) -> None:
-    from fastgan.models.seqgan import rollout_rewards, sample_tokens
+def _time_step(kind: str, args) -> str:
+    """A table row: the adversarial step, its rewards, its G update and one D update with discriminator `kind`."""
+    from fastgan.models.seqgan import rollout_rewards
     from fastgan.train import TrainConfig, make_trainer
+
+    config = TrainConfig(model="seqgan", dataset="oracle", seqgan_vocab=args.vocab, seq_n=256,
+                         seqgan_pretrain_steps=0, seqgan_d_pretrain_steps=0, seqgan_rollouts=args.rollouts,
+                         seqgan_discriminator=kind, progress=False, out_dir="/tmp")
+    trainer = make_trainer(config)
+    batches = iter(trainer.real_batches())
+    tokens = trainer._fake()
+    d = trainer.discriminator.eval()
+    rewards = _median_time(lambda: rollout_rewards(trainer.rollout, d, tokens, args.rollouts, trainer.rng),
+                           args.repeats)
+    d.train()
+    step = _median_time(lambda: trainer.train_step(batches), args.repeats)
+    g_update = _median_time(trainer._policy_gradient_update, args.repeats) - rewards
+    d_update = _median_time(lambda: trainer._d_update(batches), args.repeats)
+    return f"| {kind} | {step:.2f} | {rewards:.2f} | {g_update:.2f} | {d_update:.3f} |"
+
+
+def main(argv=None) -> None:
+    from fastgan.models.seqgan import sample_tokens
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=5000)
@@ -55,20 +75,7 @@ def main(argv=None) -> None:
              f"torch.multinomial {1e3 * draw_multinomial:.1f} ms ({draw_multinomial / draw_icdf:.1f}x).", "",
              "| discriminator | adversarial step (s) | rewards (s) | G update (s) | D update (s) |", "|---|---|---|---|---|"]
     for kind in args.discriminators.split(","):
-        config = TrainConfig(model="seqgan", dataset="oracle", seqgan_vocab=args.vocab, seq_n=256,
-                             seqgan_pretrain_steps=0, seqgan_d_pretrain_steps=0, seqgan_rollouts=args.rollouts,
-                             seqgan_discriminator=kind, progress=False, out_dir="/tmp")
-        trainer = make_trainer(config)
-        batches = iter(trainer.real_batches())
-        tokens = trainer._fake()
-        d = trainer.discriminator.eval()
-        rewards = _median_time(lambda: rollout_rewards(trainer.rollout, d, tokens, args.rollouts, trainer.rng),
-                               args.repeats)
-        d.train()
-        step = _median_time(lambda: trainer.train_step(batches), args.repeats)
-        g_update = _median_time(trainer._policy_gradient_update, args.repeats) - rewards
-        d_update = _median_time(lambda: trainer._d_update(batches), args.repeats)
-        line = f"| {kind} | {step:.2f} | {rewards:.2f} | {g_update:.2f} | {d_update:.3f} |"
+        line = _time_step(kind, args)
         print(line, flush=True)
         lines.append(line)
 
