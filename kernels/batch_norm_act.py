@@ -1,12 +1,15 @@
 """Triton kernels for training-mode batch norm fused with an activation, over x of shape (N, C, *).
 
-Forward: a statistics pass (grid channels x blocks; each block writes its count, mean and centred
-sum of squares), a per-channel merge (Chan et al. 1979: M2 = sum M2_i + n_i (mean_i - mean)^2, so
-a large mean offset does not cancel) that also folds weight and bias into scale and shift, then the
-normalise + activation pass of kernels.bias_act.
-Backward: one reduction pass (per-block partial sums of dz and dz * xhat, where dz = dy * act'(z)
-recomputed from x), one elementwise pass for dx. Partials are summed in a fixed order, so results
-are deterministic.
+x is addressed as it lies in memory (contiguous or channels_last) as an (outer, channels, inner) view
+(kernels._common.channel_layout); a program covers tiles of BLOCK_C channels x BLOCK_I inner elements over
+a group of rows, and only grid axis 0 is used, so any size launches.
+Forward: a statistics pass, in which each program merges its tiles' count, mean and centred sum of squares
+(Chan et al. 1979: M2 = sum M2_i + n_i (mean_i - mean)^2, so a large mean offset does not cancel) and the
+last program to finish merges the groups in a fixed order and folds weight and bias into scale and shift;
+then the normalise + activation pass of kernels.bias_act; then, outside the op, the running-statistics
+update (update_running_stats). Backward: one reduction pass (per-group sums of dz and dz * xhat, where
+dz = dy * act'(z) recomputed from x, totalled by the last program), one elementwise pass for dx.
+Results are deterministic.
 """
 from __future__ import annotations
 
@@ -15,153 +18,215 @@ import triton
 import triton.language as tl
 
 from . import bias_act as _ba
-from ._common import activation_grad_from_input
+from .bias_act import INT32_LIMIT, channel_of
+from ._common import (activation_grad_from_input, arrival_counter, as_layout_of, channel_layout, dense, last_to_arrive,
+                      release_counter, tiles)
 
-BLOCK = 2048
-MERGE_BLOCK = 256
-
-
-@triton.jit
-def _channel_block(hw, channels, per_channel, BLOCK: tl.constexpr):
-    """(channel, block index, flat offsets, mask) of this program: grid axis 0 is the channel, axis 1 the
-    block of that channel's N * hw values in a contiguous (N, C, *) tensor."""
-    c = tl.program_id(0)
-    blk = tl.program_id(1)
-    j = blk.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    offs = (j // hw) * channels * hw + c * hw + j % hw
-    return c, blk, offs, j < per_channel
+BLOCK = 1024
 
 
 @triton.jit
-def _stats_kernel(x_ptr, count_ptr, mean_ptr, m2_ptr, hw, channels, per_channel, n_blocks, BLOCK: tl.constexpr):
-    c, blk, offs, mask = _channel_block(hw, channels, per_channel, BLOCK)
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    cnt = tl.sum(mask.to(tl.float32), axis=0)
-    m = tl.sum(x, axis=0) / cnt
-    d = tl.where(mask, x - m, 0.0)
-    out = c * n_blocks + blk
-    tl.store(count_ptr + out, cnt)
-    tl.store(mean_ptr + out, m)
-    tl.store(m2_ptr + out, tl.sum(d * d, axis=0))
+def _merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """Chan et al.'s merge of two (count, mean, M2) summaries (per channel)."""
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    w = tl.where(n > 0, n_b / tl.where(n > 0, n, 1.0), 0.0)
+    return n, mean_a + delta * w, m2_a + m2_b + delta * delta * n_a * w
 
 
 @triton.jit
-def _merge_kernel(count_ptr, pmean_ptr, m2_ptr, weight_ptr, bias_ptr, mean_ptr, var_ptr, rstd_ptr, scale_ptr,
-                  shift_ptr, n_blocks, per_channel, eps,
-                  HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
-    c = tl.program_id(0)
-    base = c * n_blocks
-    n = per_channel.to(tl.float32)
-    acc = tl.zeros((BLOCK,), tl.float32)
-    for start in range(0, n_blocks, BLOCK):
-        k = start + tl.arange(0, BLOCK)
-        mk = k < n_blocks
-        acc += tl.load(count_ptr + base + k, mask=mk, other=0.0) * tl.load(pmean_ptr + base + k, mask=mk, other=0.0)
-    mean = tl.sum(acc, axis=0) / n
-    acc = tl.zeros((BLOCK,), tl.float32)
-    for start in range(0, n_blocks, BLOCK):
-        k = start + tl.arange(0, BLOCK)
-        mk = k < n_blocks
-        dm = tl.load(pmean_ptr + base + k, mask=mk, other=0.0) - mean
-        acc += tl.load(m2_ptr + base + k, mask=mk, other=0.0) + tl.load(count_ptr + base + k, mask=mk, other=0.0) * dm * dm
-    var = tl.sum(acc, axis=0) / n
-    rstd = 1.0 / tl.sqrt(var + eps)
-    scale = rstd
-    if HAS_WEIGHT:
-        scale = scale * tl.load(weight_ptr + c).to(tl.float32)
-    shift = 0.0
-    if HAS_BIAS:
-        shift = tl.load(bias_ptr + c).to(tl.float32)
-    tl.store(mean_ptr + c, mean)
-    tl.store(var_ptr + c, var)
-    tl.store(rstd_ptr + c, rstd)
-    tl.store(scale_ptr + c, scale)
-    tl.store(shift_ptr + c, shift)
+def _stats_kernel(x_ptr, count_ptr, mean_ptr, m2_ptr, weight_ptr, bias_ptr, bmean_ptr, var_ptr, rstd_ptr, scale_ptr,
+                  shift_ptr, counter_ptr, outer, channels, inner, rows_per_group, n_cblocks, n_programs, eps,
+                  HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_I: tl.constexpr):
+    pid = tl.program_id(0)
+    cb = pid % n_cblocks
+    group = pid // n_cblocks
+    c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = c < channels
+    row_stride = (tl.full([], 0, tl.int64) + channels) * inner  # int64: r * row_stride can pass 2^31
+    cols = c[:, None].to(tl.int64) * inner
+    n_acc = tl.zeros((BLOCK_C,), tl.float32)
+    mean_acc = tl.zeros((BLOCK_C,), tl.float32)
+    m2_acc = tl.zeros((BLOCK_C,), tl.float32)
+    first = group * rows_per_group
+    for r in range(first, tl.minimum(first + rows_per_group, outer)):
+        for i0 in range(0, inner, BLOCK_I):
+            i = i0 + tl.arange(0, BLOCK_I)
+            mask = cmask[:, None] & (i[None, :] < inner)
+            x = tl.load(x_ptr + r * row_stride + cols + i[None, :], mask=mask, other=0.0).to(tl.float32)
+            n_t = tl.sum(mask.to(tl.float32), axis=1)
+            mean_t = tl.sum(x, axis=1) / tl.where(n_t > 0, n_t, 1.0)
+            d = tl.where(mask, x - mean_t[:, None], 0.0)
+            n_acc, mean_acc, m2_acc = _merge(n_acc, mean_acc, m2_acc, n_t, mean_t, tl.sum(d * d, axis=1))
+    out = group * channels + c
+    tl.store(count_ptr + out, n_acc, mask=cmask)
+    tl.store(mean_ptr + out, mean_acc, mask=cmask)
+    tl.store(m2_ptr + out, m2_acc, mask=cmask)
+    if last_to_arrive(counter_ptr, n_programs):
+        n_groups = n_programs // n_cblocks
+        for c0 in range(0, channels, BLOCK_C):
+            cc = c0 + tl.arange(0, BLOCK_C)
+            m = cc < channels
+            n = tl.zeros((BLOCK_C,), tl.float32)
+            mean = tl.zeros((BLOCK_C,), tl.float32)
+            m2 = tl.zeros((BLOCK_C,), tl.float32)
+            for g in range(0, n_groups):
+                k = g * channels + cc
+                n, mean, m2 = _merge(n, mean, m2, tl.load(count_ptr + k, mask=m, other=0.0, cache_modifier=".cg"),
+                                     tl.load(mean_ptr + k, mask=m, other=0.0, cache_modifier=".cg"),
+                                     tl.load(m2_ptr + k, mask=m, other=0.0, cache_modifier=".cg"))
+            var = m2 / tl.where(n > 0, n, 1.0)
+            rstd = 1.0 / tl.sqrt(var + eps)
+            scale = rstd
+            if HAS_WEIGHT:
+                scale = scale * tl.load(weight_ptr + cc, mask=m, other=1.0).to(tl.float32)
+            shift = tl.zeros((BLOCK_C,), tl.float32)
+            if HAS_BIAS:
+                shift = tl.load(bias_ptr + cc, mask=m, other=0.0).to(tl.float32)
+            tl.store(bmean_ptr + cc, mean, mask=m)
+            tl.store(var_ptr + cc, var, mask=m)
+            tl.store(rstd_ptr + cc, rstd, mask=m)
+            tl.store(scale_ptr + cc, scale, mask=m)
+            tl.store(shift_ptr + cc, shift, mask=m)
+        release_counter(counter_ptr)
 
 
 @triton.jit
-def _grad_terms(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, hw, channels, per_channel, alpha,
-                HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, BLOCK: tl.constexpr):
-    """What both backward passes start from: this program's block of dz = dy * act'(z) (zero outside the
-    mask) and xhat, with its channel, block index, offsets, mask, weight and rstd."""
-    c, blk, offs, mask = _channel_block(hw, channels, per_channel, BLOCK)
+def _dz_xhat(x_ptr, dy_ptr, offs, mask, c, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, alpha,
+             HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr):
+    """dz = dy * act'(z) (zero outside the mask), xhat, and weight * rstd at offsets offs of channels c."""
     w = 1.0
     if HAS_WEIGHT:
-        w = tl.load(weight_ptr + c).to(tl.float32)
+        w = tl.load(weight_ptr + c, mask=mask, other=1.0).to(tl.float32)
     b = 0.0
     if HAS_BIAS:
-        b = tl.load(bias_ptr + c).to(tl.float32)
-    rstd = tl.load(rstd_ptr + c)
+        b = tl.load(bias_ptr + c, mask=mask, other=0.0).to(tl.float32)
+    rstd = tl.load(rstd_ptr + c, mask=mask, other=0.0)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    xhat = (x - tl.load(mean_ptr + c)) * rstd
+    xhat = (x - tl.load(mean_ptr + c, mask=mask, other=0.0)) * rstd
     dz = dy * activation_grad_from_input(xhat * w + b, ACT, alpha)
-    return tl.where(mask, dz, 0.0), xhat, c, blk, offs, mask, w, rstd
+    return tl.where(mask, dz, 0.0), xhat, w * rstd
 
 
 @triton.jit
-def _backward_reduce_kernel(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, sdz_ptr, sdzx_ptr,
-                            hw, channels, per_channel, n_blocks, alpha,
+def _backward_reduce_kernel(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, psdz_ptr, psdzx_ptr, sdz_ptr,
+                            sdzx_ptr, counter_ptr, outer, channels, inner, rows_per_group, n_cblocks, n_programs, alpha,
                             HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
-                            BLOCK: tl.constexpr):
-    dz, xhat, c, blk, _, _, _, _ = _grad_terms(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, hw, channels,
-                                               per_channel, alpha, HAS_WEIGHT, HAS_BIAS, ACT, BLOCK)
-    tl.store(sdz_ptr + c * n_blocks + blk, tl.sum(dz, axis=0))
-    tl.store(sdzx_ptr + c * n_blocks + blk, tl.sum(dz * xhat, axis=0))
+                            BLOCK_C: tl.constexpr, BLOCK_I: tl.constexpr):
+    pid = tl.program_id(0)
+    cb = pid % n_cblocks
+    group = pid // n_cblocks
+    c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = c < channels
+    row_stride = (tl.full([], 0, tl.int64) + channels) * inner
+    cols = c[:, None].to(tl.int64) * inner
+    acc_dz = tl.zeros((BLOCK_C,), tl.float32)
+    acc_dzx = tl.zeros((BLOCK_C,), tl.float32)
+    first = group * rows_per_group
+    for r in range(first, tl.minimum(first + rows_per_group, outer)):
+        for i0 in range(0, inner, BLOCK_I):
+            i = i0 + tl.arange(0, BLOCK_I)
+            mask = cmask[:, None] & (i[None, :] < inner)
+            dz, xhat, _ = _dz_xhat(x_ptr, dy_ptr, r * row_stride + cols + i[None, :], mask, c[:, None], mean_ptr,
+                                   rstd_ptr, weight_ptr, bias_ptr, alpha, HAS_WEIGHT, HAS_BIAS, ACT)
+            acc_dz += tl.sum(dz, axis=1)
+            acc_dzx += tl.sum(dz * xhat, axis=1)
+    tl.store(psdz_ptr + group * channels + c, acc_dz, mask=cmask)
+    tl.store(psdzx_ptr + group * channels + c, acc_dzx, mask=cmask)
+    if last_to_arrive(counter_ptr, n_programs):
+        n_groups = n_programs // n_cblocks
+        for c0 in range(0, channels, BLOCK_C):
+            cc = c0 + tl.arange(0, BLOCK_C)
+            m = cc < channels
+            t_dz = tl.zeros((BLOCK_C,), tl.float32)
+            t_dzx = tl.zeros((BLOCK_C,), tl.float32)
+            for g in range(0, n_groups):
+                t_dz += tl.load(psdz_ptr + g * channels + cc, mask=m, other=0.0, cache_modifier=".cg")
+                t_dzx += tl.load(psdzx_ptr + g * channels + cc, mask=m, other=0.0, cache_modifier=".cg")
+            tl.store(sdz_ptr + cc, t_dz, mask=m)
+            tl.store(sdzx_ptr + cc, t_dzx, mask=m)
+        release_counter(counter_ptr)
 
 
 @triton.jit
 def _backward_dx_kernel(x_ptr, dy_ptr, dx_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, sdz_ptr, sdzx_ptr,
-                        hw, channels, per_channel, alpha,
+                        n, inner, channels, per_channel, alpha,
                         HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
-                        TRAINING: tl.constexpr, BLOCK: tl.constexpr):
-    dz, xhat, c, _, offs, mask, w, rstd = _grad_terms(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, hw,
-                                                      channels, per_channel, alpha, HAS_WEIGHT, HAS_BIAS, ACT, BLOCK)
+                        TRAINING: tl.constexpr, INDEX64: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    c = channel_of(offs, inner, channels, INDEX64)
+    dz, xhat, w_rstd = _dz_xhat(x_ptr, dy_ptr, offs, mask, c, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, alpha,
+                                HAS_WEIGHT, HAS_BIAS, ACT)
     if TRAINING:
         # The batch statistics depend on x: subtract the projections onto 1 and xhat.
-        n = per_channel.to(tl.float32)
-        dz = dz - tl.load(sdz_ptr + c) / n - xhat * (tl.load(sdzx_ptr + c) / n)
-    tl.store(dx_ptr + offs, (dz * (w * rstd)).to(dx_ptr.dtype.element_ty), mask=mask)
+        dz = dz - (tl.load(sdz_ptr + c, mask=mask, other=0.0) + xhat * tl.load(sdzx_ptr + c, mask=mask, other=0.0)) \
+            / per_channel
+    tl.store(dx_ptr + offs, (dz * w_rstd).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-def _layout(x: torch.Tensor) -> tuple[int, int, int, int]:
-    channels = x.shape[1]
-    hw = x.numel() // (x.shape[0] * channels)
-    per_channel = x.shape[0] * hw
-    return channels, hw, per_channel, triton.cdiv(per_channel, BLOCK)
+@triton.jit
+def _running_stats_kernel(mean_ptr, var_ptr, running_mean_ptr, running_var_ptr, channels, momentum, unbias,
+                          BLOCK: tl.constexpr):
+    for c0 in range(0, channels, BLOCK):
+        c = c0 + tl.arange(0, BLOCK)
+        m = c < channels
+        rm = tl.load(running_mean_ptr + c, mask=m, other=0.0).to(tl.float32)
+        rv = tl.load(running_var_ptr + c, mask=m, other=0.0).to(tl.float32)
+        mean = tl.load(mean_ptr + c, mask=m, other=0.0)
+        var = tl.load(var_ptr + c, mask=m, other=0.0) * unbias
+        tl.store(running_mean_ptr + c, (rm + momentum * (mean - rm)).to(running_mean_ptr.dtype.element_ty), mask=m)
+        tl.store(running_var_ptr + c, (rv + momentum * (var - rv)).to(running_var_ptr.dtype.element_ty), mask=m)
+
+
+def _layout(x: torch.Tensor):
+    outer, channels, inner = channel_layout(x, 1)
+    block_c, block_i, n_cblocks, rows = tiles(outer, channels, inner)
+    return outer, channels, inner, block_c, block_i, n_cblocks, rows, n_cblocks * triton.cdiv(outer, rows)
 
 
 def forward_train(x, weight, bias, eps: float, act: int, alpha: float):
-    """(y, mean, rstd, var) for training mode; the statistics are float32, var is the biased batch variance.
-    act is the activation's code (kernels._common)."""
-    x = x.contiguous()
-    channels, hw, per_channel, n_blocks = _layout(x)
+    """(y, mean, rstd, var) for training mode; y in x's layout, the statistics float32, var the biased batch
+    variance; two launches. act is the activation's code (kernels._common)."""
+    x = dense(x)
+    outer, channels, inner, block_c, block_i, n_cblocks, rows, n_programs = _layout(x)
     f32 = dict(device=x.device, dtype=torch.float32)
-    count, pmean, m2 = (torch.empty(channels * n_blocks, **f32) for _ in range(3))
+    count, pmean, m2 = torch.empty(3, n_programs // n_cblocks, channels, **f32)
+    # Separate tensors: the op returns mean, rstd and var, which may not alias one another.
     mean, var, rstd, scale, shift = (torch.empty(channels, **f32) for _ in range(5))
-    _stats_kernel[(channels, n_blocks)](x, count, pmean, m2, hw, channels, per_channel, n_blocks, BLOCK=BLOCK)
-    _merge_kernel[(channels,)](
-        count, pmean, m2, weight, bias, mean, var, rstd, scale, shift, n_blocks, per_channel, eps,
-        HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK=MERGE_BLOCK,
+    _stats_kernel[(n_programs,)](
+        x, count, pmean, m2, weight, bias, mean, var, rstd, scale, shift, arrival_counter(x.device), outer, channels,
+        inner, rows, n_cblocks, n_programs, eps,
+        HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_C=block_c, BLOCK_I=block_i,
     )
     y = _ba.forward(x, shift, act, alpha, 1.0, None, 1, mean=mean, scale=scale)
     return y, mean, rstd, var
 
 
 def backward(dy, x, weight, bias, mean, rstd, training: bool, act: int, alpha: float):
-    """(dx, dweight, dbias); dweight and dbias are float32 per-channel sums."""
-    x, dy = x.contiguous(), dy.contiguous()
-    channels, hw, per_channel, n_blocks = _layout(x)
-    sdz = torch.empty(channels, n_blocks, device=x.device, dtype=torch.float32)
-    sdzx = torch.empty_like(sdz)
-    common = dict(HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, ACT=act, BLOCK=BLOCK)
-    _backward_reduce_kernel[(channels, n_blocks)](
-        x, dy, mean, rstd, weight, bias, sdz, sdzx, hw, channels, per_channel, n_blocks, alpha, **common
+    """(dx in x's layout, dweight, dbias); dweight and dbias are float32 per-channel sums; two launches."""
+    x = dense(x)
+    dy = as_layout_of(dy, x)
+    outer, channels, inner, block_c, block_i, n_cblocks, rows, n_programs = _layout(x)
+    f32 = dict(device=x.device, dtype=torch.float32)
+    psdz, psdzx = torch.empty(2, n_programs // n_cblocks, channels, **f32)
+    sdz, sdzx = torch.empty(channels, **f32), torch.empty(channels, **f32)
+    common = dict(HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, ACT=act)
+    _backward_reduce_kernel[(n_programs,)](
+        x, dy, mean, rstd, weight, bias, psdz, psdzx, sdz, sdzx, arrival_counter(x.device), outer, channels, inner,
+        rows, n_cblocks, n_programs, alpha, BLOCK_C=block_c, BLOCK_I=block_i, **common,
     )
-    dbias, dweight = sdz.sum(1), sdzx.sum(1)
     dx = torch.empty_like(x)
-    _backward_dx_kernel[(channels, n_blocks)](
-        x, dy, dx, mean, rstd, weight, bias, dbias, dweight, hw, channels, per_channel, alpha,
-        TRAINING=training, **common
+    n = x.numel()
+    _backward_dx_kernel[(triton.cdiv(n, BLOCK),)](
+        x, dy, dx, mean, rstd, weight, bias, sdz, sdzx, n, inner, channels, float(n // channels), alpha,
+        TRAINING=training, INDEX64=n >= INT32_LIMIT, BLOCK=BLOCK, **common,
     )
-    return dx, dweight, dbias
+    return dx, sdzx, sdz
+
+
+def update_running_stats(mean, var, running_mean, running_var, momentum: float, n: int) -> None:
+    """running = running + momentum * (batch - running), in place, with the unbiased batch variance; one launch."""
+    _running_stats_kernel[(1,)](mean, var, running_mean, running_var, mean.numel(), momentum, n / (n - 1),
+                                BLOCK=1024)

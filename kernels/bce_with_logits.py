@@ -4,8 +4,9 @@ loss_i = w_i * (p_i * t_i * softplus(-x_i) + (1 - t_i) * softplus(x_i))
 dloss_i / dx_i = w_i * ((1 - t_i) * sigmoid(x_i) - p_i * t_i * sigmoid(-x_i))
 
 The gradient is written (float32, already divided by N for reduction="mean") next to the loss, so the
-backward is one multiply by grad_output. Reductions are deterministic: each block writes a float32
-partial sum, and a single-program kernel adds the partials in order. Nothing reads back to the host.
+backward is one multiply by grad_output (kernels._common.scale). Reductions are deterministic and take
+the same launch: each block writes a float32 partial sum, and the last block to finish adds them in
+order. Nothing reads back to the host.
 weight and pos_weight are read at offset % numel, which covers a scalar, a full tensor and any
 trailing-dimension broadcast (shape equal to input.shape[-k:]) of a contiguous input.
 """
@@ -15,13 +16,14 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import SUM_BLOCK, logistic, sum_partials_kernel
+from ._common import SUM_BLOCK, arrival_counter, last_to_arrive, logistic, release_counter, sum_in_order
 
 BLOCK = 1024
 
 
 @triton.jit
-def _bce_kernel(x_ptr, t_ptr, w_ptr, pw_ptr, loss_ptr, grad_ptr, partial_ptr, n, w_period, pw_period, grad_scale,
+def _bce_kernel(x_ptr, t_ptr, w_ptr, pw_ptr, loss_ptr, grad_ptr, partial_ptr, counter_ptr, n, n_blocks, w_period,
+                pw_period, grad_scale,
                 HAS_WEIGHT: tl.constexpr, HAS_POS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -41,6 +43,10 @@ def _bce_kernel(x_ptr, t_ptr, w_ptr, pw_ptr, loss_ptr, grad_ptr, partial_ptr, n,
     tl.store(grad_ptr + offs, grad * grad_scale, mask=mask)
     if REDUCE:
         tl.store(partial_ptr + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
+        if last_to_arrive(counter_ptr, n_blocks):
+            total = sum_in_order(partial_ptr, n_blocks, SUM_BLOCK) * grad_scale
+            tl.store(loss_ptr, total.to(loss_ptr.dtype.element_ty))
+            release_counter(counter_ptr)
     else:
         tl.store(loss_ptr + offs, loss.to(loss_ptr.dtype.element_ty), mask=mask)
 
@@ -59,10 +65,8 @@ def bce_with_logits(input: torch.Tensor, target: torch.Tensor, weight: torch.Ten
     partials = torch.empty(n_blocks if reduce else 0, device=x.device, dtype=torch.float32)
     scale = 1.0 / n if reduction == "mean" else 1.0
     _bce_kernel[(n_blocks,)](
-        x, t, w, pw, loss, grad, partials, n,
+        x, t, w, pw, loss, grad, partials, arrival_counter(x.device), n, n_blocks,
         1 if w is None else w.numel(), 1 if pw is None else pw.numel(), scale,
         HAS_WEIGHT=w is not None, HAS_POS_WEIGHT=pw is not None, REDUCE=reduce, BLOCK=BLOCK,
     )
-    if reduce:
-        sum_partials_kernel[(1,)](partials, loss, n_blocks, scale, BLOCK=SUM_BLOCK)
     return loss, grad

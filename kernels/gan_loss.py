@@ -7,9 +7,10 @@ A loss is a sum of batch means of one elementwise term per logit set. Each term 
   square    (x - p0)^2 / 2                          d = x - p0
   linear    p0 * x                                  d = p0
 
-The launch covers the blocks of the real logits, then those of the fake ones; each block writes its
-partial sum already divided by its set's size, and kernels._common.sum_partials_kernel adds them in a
-fixed order. The gradients (float32, divided by the set's size) are written in the same pass.
+One launch covers the blocks of the real logits, then those of the fake ones; each block writes its
+partial sum already divided by its set's size, and the last block to finish adds them in a fixed order
+(kernels._common.last_to_arrive). The gradients (float32, divided by the set's size) are written in the
+same pass, real then fake in one buffer, so the backward scales both in one launch.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import SUM_BLOCK, logistic, sum_partials_kernel
+from ._common import SUM_BLOCK, arrival_counter, last_to_arrive, logistic, release_counter, sum_in_order
 
 BLOCK = 1024
 
@@ -60,13 +61,13 @@ def _term(x, KIND: tl.constexpr, p0, p1):
     elif KIND == HINGE:
         m = 1.0 + p0 * x
         loss = tl.where(m < 0, 0.0, m)  # written so NaN stays NaN
-        grad = tl.where(m > 0, p0, 0.0)
+        grad = tl.where(m > 0, p0, tl.where(m <= 0, 0.0, m))
     elif KIND == SQUARE:
         loss = 0.5 * (x - p0) * (x - p0)
         grad = x - p0
     else:  # LINEAR
         loss = p0 * x
-        grad = x * 0.0 + p0
+        grad = tl.where(x != x, x, p0)  # NaN in, NaN out
     return loss, grad
 
 
@@ -81,48 +82,49 @@ def _segment(x_ptr, g_ptr, partial_ptr, out_idx, blk, n, inv_n, KIND: tl.constex
 
 
 @triton.jit
-def _gan_loss_kernel(real_ptr, fake_ptr, g_real_ptr, g_fake_ptr, partial_ptr, n_real, n_fake, inv_real, inv_fake, real_blocks,
-                     real_p0, real_p1, fake_p0, fake_p1,
+def _gan_loss_kernel(real_ptr, fake_ptr, g_ptr, partial_ptr, loss_ptr, counter_ptr, n_real, n_fake, inv_real, inv_fake,
+                     real_blocks, n_blocks, real_p0, real_p1, fake_p0, fake_p1,
                      REAL_KIND: tl.constexpr, FAKE_KIND: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     if pid < real_blocks:
-        _segment(real_ptr, g_real_ptr, partial_ptr, pid, pid, n_real, inv_real, REAL_KIND, real_p0, real_p1, BLOCK)
+        _segment(real_ptr, g_ptr, partial_ptr, pid, pid, n_real, inv_real, REAL_KIND, real_p0, real_p1, BLOCK)
     else:
-        _segment(fake_ptr, g_fake_ptr, partial_ptr, pid, pid - real_blocks, n_fake, inv_fake, FAKE_KIND, fake_p0, fake_p1, BLOCK)
+        _segment(fake_ptr, g_ptr + n_real, partial_ptr, pid, pid - real_blocks, n_fake, inv_fake, FAKE_KIND,
+                 fake_p0, fake_p1, BLOCK)
+    if last_to_arrive(counter_ptr, n_blocks):
+        tl.store(loss_ptr, sum_in_order(partial_ptr, n_blocks, SUM_BLOCK))
+        release_counter(counter_ptr)
 
 
 def _launch(real: torch.Tensor | None, fake: torch.Tensor, real_term, fake_term):
     f32 = dict(device=fake.device, dtype=torch.float32)
     fake = fake.contiguous()
-    g_fake = torch.empty(fake.shape, **f32)
     if real is None:
-        # No real blocks are launched, so these stand-ins are never read or written.
-        real, g_real, real_term = fake, g_fake, fake_term
-        n_real = 0
+        # No real blocks are launched, so this stand-in is never read.
+        real, real_term, n_real = fake, fake_term, 0
     else:
         real = real.contiguous()
-        g_real = torch.empty(real.shape, **f32)
         n_real = real.numel()
+    grad = torch.empty(n_real + fake.numel(), **f32)
     real_blocks = triton.cdiv(n_real, BLOCK)
     n_blocks = real_blocks + triton.cdiv(fake.numel(), BLOCK)
     partials = torch.empty(n_blocks, **f32)
     loss = torch.empty((), **f32)
     _gan_loss_kernel[(n_blocks,)](
-        real, fake, g_real, g_fake, partials, n_real, fake.numel(), 1.0 / max(n_real, 1), 1.0 / fake.numel(), real_blocks,
+        real, fake, grad, partials, loss, arrival_counter(fake.device), n_real, fake.numel(),
+        1.0 / max(n_real, 1), 1.0 / fake.numel(), real_blocks, n_blocks,
         real_term[1], real_term[2], fake_term[1], fake_term[2],
         REAL_KIND=real_term[0].value, FAKE_KIND=fake_term[0].value, BLOCK=BLOCK,
     )
-    sum_partials_kernel[(1,)](partials, loss, n_blocks, 1.0, BLOCK=SUM_BLOCK)
-    return loss, g_real, g_fake
+    return loss, grad
 
 
 def d_loss(real: torch.Tensor, fake: torch.Tensor, kind: str, label_smoothing: float):
-    """(float32 loss, d loss / d real, d loss / d fake), both gradients float32."""
+    """(float32 loss, float32 gradient): d loss / d real flattened, then d loss / d fake, in one buffer."""
     real_term, fake_term = d_terms(kind, label_smoothing)
     return _launch(real, fake, real_term, fake_term)
 
 
 def g_loss(fake: torch.Tensor, kind: str):
-    """(float32 loss, d loss / d fake in float32)."""
-    loss, _, g_fake = _launch(None, fake, None, g_term(kind))
-    return loss, g_fake
+    """(float32 loss, d loss / d fake in float32, flattened)."""
+    return _launch(None, fake, None, g_term(kind))

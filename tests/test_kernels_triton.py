@@ -16,6 +16,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastgan
 from fastgan import functional, losses, ops, reference
@@ -43,6 +44,149 @@ def test_kernels_pass_under_the_interpreter():
 def test_the_child_process_runs_the_triton_backend():
     assert fastgan.backend() == "triton"
     assert fastgan.backend.__module__ == "fastgan.fused.backend"
+
+
+class Launches(TorchDispatchMode):
+    """Counts kernel launches: Triton kernels (every launch goes through InterpretedFunction.run under the
+    interpreter) and the aten ops that run a kernel (not allocations, not views) dispatched outside the fused
+    ops, such as casts or sums in an autograd formula or a public function. What runs inside a fused op's
+    implementation is not seen by the mode: on the Triton path those implementations launch Triton
+    kernels only."""
+
+    def __init__(self):
+        super().__init__()
+        self.triton: list[str] = []
+        self.aten: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.name()
+        aliases = any(r.alias_info is not None for r in func._schema.returns)
+        if not (name.startswith("fastgan::") or aliases or "empty" in name or name == "aten::lift_fresh"):
+            self.aten.append(name)
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return len(self.triton) + len(self.aten)
+
+
+@contextlib.contextmanager
+def _launches():
+    from triton.runtime.interpreter import InterpretedFunction
+
+    launches = Launches()
+    run = InterpretedFunction.run
+
+    def counting_run(fn, *args, **kwargs):
+        launches.triton.append(fn.__name__ if hasattr(fn, "__name__") else fn.fn.__name__)
+        return run(fn, *args, **kwargs)
+    with mock.patch.object(InterpretedFunction, "run", counting_run), launches:
+        yield launches
+
+
+@pytest.fixture(autouse=True)
+def _the_triton_path_runs(request):
+    """Every kernel test runs at least one Triton kernel: none of them passes on the reference alone."""
+    if not IN_INTERPRETER or request.node.name == "test_the_child_process_runs_the_triton_backend":
+        yield
+        return
+    from triton.runtime.interpreter import InterpretedFunction
+
+    calls = []
+    run = InterpretedFunction.run
+
+    def counting_run(fn, *args, **kwargs):
+        calls.append(1)
+        return run(fn, *args, **kwargs)
+    with mock.patch.object(InterpretedFunction, "run", counting_run):
+        yield
+    assert calls, "no Triton kernel ran: the test exercised the reference only"
+
+
+def _count(fn):
+    with _launches() as launches:
+        out = fn()
+    return out, launches
+
+
+# ---------------------------------------------------------------- launch budgets
+
+def _budget(forward, inputs, fwd_budget, bwd_budget, upstream=0.5):
+    out, fwd = _count(forward)
+    loss = out if out.ndim == 0 else out
+    grad_out = torch.full_like(loss, upstream)
+    _, bwd = _count(lambda: torch.autograd.grad(loss, inputs, grad_out))
+    assert fwd.triton, "the forward ran no Triton kernel"
+    assert fwd.total <= fwd_budget, f"forward: {fwd.triton} + {fwd.aten}"
+    assert bwd.total <= bwd_budget, f"backward: {bwd.triton} + {bwd.aten}"
+    return fwd, bwd
+
+
+@kernel_test
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("kind", reference.D_LOSS_KINDS)
+def test_d_loss_takes_one_launch_forward_and_one_backward(kind, dtype):
+    real, fake = torch.randn(3000, 1).to(dtype).requires_grad_(), torch.randn(2500, 1).to(dtype).requires_grad_()
+    _budget(lambda: losses.d_loss(real, fake, kind), (real, fake), 1, 1)
+
+
+@kernel_test
+@pytest.mark.parametrize("kind", reference.G_LOSS_KINDS)
+def test_g_loss_takes_one_launch_forward_and_one_backward(kind):
+    fake = torch.randn(3000, 1, dtype=torch.float16).requires_grad_()
+    _budget(lambda: losses.g_loss(fake, kind), (fake,), 1, 1)
+
+
+@kernel_test
+@pytest.mark.parametrize("reduction", reference.REDUCTIONS)
+def test_bce_takes_one_launch_forward_and_one_backward(reduction):
+    x, t = torch.randn(40, 70).requires_grad_(), torch.rand(40, 70)
+    _budget(lambda: functional.binary_cross_entropy_with_logits(x, t, reduction=reduction), (x,), 1, 1)
+
+
+@kernel_test
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_bias_act_takes_one_launch_forward_and_one_backward(dtype, channels_last):
+    x = torch.randn(4, 6, 7, 7).to(dtype)
+    x = (x.contiguous(memory_format=torch.channels_last) if channels_last else x).requires_grad_()
+    b = torch.randn(6, dtype=dtype, requires_grad=True)
+    _budget(lambda: ops.bias_act(x, b, "lrelu", clamp=3.0), (x, b), 1, 1)
+
+
+@kernel_test
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_batch_norm_act_training_takes_three_launches_forward_and_two_backward(dtype, channels_last):
+    x = torch.randn(4, 6, 7, 7).to(dtype)
+    x = (x.contiguous(memory_format=torch.channels_last) if channels_last else x).requires_grad_()
+    w, b = torch.rand(6, requires_grad=True), torch.randn(6, requires_grad=True)
+    stats = torch.zeros(6), torch.ones(6)
+    _budget(lambda: ops.batch_norm_act(x, w, b, *stats, True, 0.1, 1e-5, "relu"), (x, w, b), 3, 2)
+
+
+# ---------------------------------------------------------------- NaN in, NaN out
+# These run in both processes: the reference path here, the Triton path in the child.
+
+@pytest.mark.parametrize("act", list(reference.ACTIVATIONS))
+def test_nan_propagates_through_every_activation(act):
+    x = torch.randn(2, 3, 4, 4)
+    x[1, 2, 3, 0] = float("nan")
+    y = ops.bias_act(x, torch.zeros(3), act, clamp=0.5)
+    assert torch.isnan(y[1, 2, 3, 0]) and torch.isfinite(y).sum() == y.numel() - 1
+    z = ops.batch_norm_act(x, None, None, None, None, True, 0.1, 1e-5, act)
+    assert torch.isnan(z[:, 2]).all() and torch.isfinite(z[:, :2]).all()
+
+
+def test_nan_propagates_through_every_loss():
+    fake = torch.tensor([0.5, float("nan"), -2.0])
+    for kind in reference.G_LOSS_KINDS:
+        assert torch.isnan(losses.g_loss(fake, kind)), kind
+    for kind in reference.D_LOSS_KINDS:
+        assert torch.isnan(losses.d_loss(torch.ones(3), fake, kind)), kind
+        assert torch.isnan(losses.d_loss(fake, torch.ones(3), kind)), kind
+    for reduction in reference.REDUCTIONS:
+        assert torch.isnan(functional.binary_cross_entropy_with_logits(fake, torch.rand(3), reduction=reduction)).any()
 
 
 def _close(actual, expected, dtype):

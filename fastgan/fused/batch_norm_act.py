@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from . import activations
 from .activations import activation_spec
-from .arguments import new_tensor, wide
+from .arguments import empty_like_layout, new_tensor, wide
 from .backend import use_triton
 from .bias_act import bias_act_reference
 
@@ -125,7 +125,7 @@ def _batch_norm_act_op(x: torch.Tensor, weight: torch.Tensor | None, bias: torch
 @_batch_norm_act_op.register_fake
 def _(x, weight, bias, mean, var, training, eps, act, alpha):
     stat = torch.empty(x.shape[1], dtype=_stat_dtype(x), device=x.device)
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device), stat, torch.empty_like(stat), torch.empty_like(stat)
+    return empty_like_layout(x), stat, torch.empty_like(stat), torch.empty_like(stat)
 
 
 @torch.library.custom_op("fastgan::batch_norm_act_backward", mutates_args=(), device_types=("cpu", "cuda"))
@@ -139,18 +139,20 @@ def _batch_norm_act_backward_op(dy: torch.Tensor, x: torch.Tensor, weight: torch
         from ..kernels import batch_norm_act as kernel
 
         return kernel.backward(dy, x, weight, bias, mean, rstd, training, activations.code(act), alpha)
-    return batch_norm_act_grad(dy, x, weight, bias, mean, rstd, training, act, alpha)
+    dx, dweight, dbias = batch_norm_act_grad(dy, x, weight, bias, mean, rstd, training, act, alpha)
+    return new_tensor(dx, x), dweight, dbias
 
 
 @_batch_norm_act_backward_op.register_fake
 def _(dy, x, weight, bias, mean, rstd, training, eps, act, alpha):
     stat = torch.empty(x.shape[1], dtype=_stat_dtype(x), device=x.device)
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device), stat, torch.empty_like(stat)
+    return empty_like_layout(x), stat, torch.empty_like(stat)
 
 
 def _batch_norm_act_setup(ctx, inputs, output):
     x, weight, bias, _, _, training, eps, act, alpha = inputs
     _, mean, rstd, var = output
+    ctx.set_materialize_grads(False)  # the statistics' gradients are never zero-filled
     ctx.mark_non_differentiable(mean, rstd, var)
     ctx.save_for_backward(x, weight, bias, mean, rstd)
     ctx.args = (training, eps, act, alpha)
@@ -158,6 +160,8 @@ def _batch_norm_act_setup(ctx, inputs, output):
 
 def _batch_norm_act_backward(ctx, dy, _dmean, _drstd, _dvar):
     x, weight, bias, mean, rstd = ctx.saved_tensors
+    if dy is None:
+        return None, None, None, None, None, None, None, None, None
     training, eps, act, alpha = ctx.args
     needs = (ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
              bias is not None and ctx.needs_input_grad[2])
@@ -207,10 +211,23 @@ def batch_norm_act(x: torch.Tensor, weight, bias, running_mean, running_var, tra
     y, mean, _, var = _batch_norm_act_op(x, weight, bias, running_mean, running_var, bool(training), float(eps),
                                          act, alpha)
     if training and running_mean is not None:
-        # A separate in-place update keeps the op functional (autograd and compile need that); the
-        # running variance is unbiased, as in torch.nn.BatchNorm.
-        n = x.numel() // channels
-        with torch.no_grad():
-            running_mean.lerp_(mean.to(running_mean.dtype), momentum)
-            running_var.lerp_((var * (n / (n - 1))).to(running_var.dtype), momentum)
+        _update_running_stats(x, mean, var, running_mean, running_var, momentum)
     return y
+
+
+def _update_running_stats(x, mean, var, running_mean, running_var, momentum: float) -> None:
+    """running = lerp(running, batch, momentum) in place, with the unbiased batch variance, as torch.nn.BatchNorm.
+
+    A separate in-place update keeps the op functional (autograd and compile need that): one launch on the
+    Triton path, plain in-place torch ops under torch.compile (which fuses them) and on the reference path.
+    """
+    n = x.numel() // x.shape[1]
+    if (use_triton(x, MIN_NUMEL_BATCH_NORM_ACT) and not torch.compiler.is_compiling()
+            and mean.dtype == torch.float32 and running_mean.is_contiguous() and running_var.is_contiguous()):
+        from ..kernels import batch_norm_act as kernel
+
+        kernel.update_running_stats(mean, var, running_mean, running_var, float(momentum), n)
+        return
+    with torch.no_grad():
+        running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+        running_var.lerp_((var * (n / (n - 1))).to(running_var.dtype), momentum)

@@ -70,6 +70,22 @@ def _bce_op(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | No
     return loss.clone() if loss is input else loss, grad
 
 
+@torch.library.custom_op("fastgan::loss_grad", mutates_args=(), device_types=("cpu", "cuda"))
+def _loss_grad_op(grad: torch.Tensor, dloss: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """grad * dloss in dtype: the backward of a loss whose forward stored its float32 gradient. dloss is the
+    upstream gradient, a scalar or one value per element; one launch on the Triton path."""
+    if use_triton(grad, MIN_NUMEL_LOSS):
+        from ..kernels import _common
+
+        return _common.scale(grad, dloss, dtype)
+    return (grad * dloss.float()).to(dtype)
+
+
+@_loss_grad_op.register_fake
+def _(grad, dloss, dtype):
+    return torch.empty(grad.shape, dtype=dtype, device=grad.device)
+
+
 @_bce_op.register_fake
 def _(input, target, weight, pos_weight, reduction):
     grad = torch.empty(input.shape, dtype=torch.float32, device=input.device)
@@ -78,6 +94,7 @@ def _(input, target, weight, pos_weight, reduction):
 
 def _bce_setup(ctx, inputs, output):
     input, target, weight, pos_weight, reduction = inputs
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for the gradient output
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(output[1], input, target, weight, pos_weight)
     ctx.reduction = reduction
@@ -85,13 +102,15 @@ def _bce_setup(ctx, inputs, output):
 
 def _bce_backward(ctx, dloss, _dgrad):
     grad, input, target, weight, pos_weight = ctx.saved_tensors
+    if dloss is None:
+        return None, None, None, None, None
     if torch.is_grad_enabled():
         # create_graph: the stored gradient carries no graph, so differentiate the reference instead.
         with torch.enable_grad():
             loss = bce_with_logits_reference(input, target, weight, ctx.reduction, pos_weight)
             (dx,) = torch.autograd.grad(loss, input, dloss, create_graph=True)
         return dx, None, None, None, None
-    return (grad * dloss.float()).to(input.dtype), None, None, None, None
+    return _loss_grad_op(grad, dloss, input.dtype), None, None, None, None
 
 
 _bce_op.register_autograd(_bce_backward, setup_context=_bce_setup)

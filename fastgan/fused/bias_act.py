@@ -15,7 +15,7 @@ import torch
 
 from . import activations
 from .activations import activation_spec
-from .arguments import new_tensor, wide
+from .arguments import empty_like_layout, new_tensor, wide
 from .backend import use_triton
 
 # Smallest tensors (elements) for which the CUDA path launches a Triton kernel; below this the op
@@ -78,39 +78,44 @@ def _bias_act_op(x: torch.Tensor, b: torch.Tensor | None, act: str, alpha: float
 
 @_bias_act_op.register_fake
 def _(x, b, act, alpha, gain, clamp, dim):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    return empty_like_layout(x)
 
 
 @torch.library.custom_op("fastgan::bias_act_backward", mutates_args=(), device_types=("cpu", "cuda"))
-def _bias_act_backward_op(dy: torch.Tensor, y: torch.Tensor, act: str, alpha: float, gain: float,
-                          clamp: float | None) -> torch.Tensor:
+def _bias_act_backward_op(dy: torch.Tensor, y: torch.Tensor, b: torch.Tensor | None, act: str, alpha: float,
+                          gain: float, clamp: float | None, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx in y's layout, db in b's dtype: an empty tensor without b); b is read for its dtype only. One launch
+    on the Triton path."""
     if use_triton(y, MIN_NUMEL_BIAS_ACT):
         from ..kernels import bias_act as kernel
 
-        return kernel.backward(dy, y, activations.code(act), alpha, gain, clamp)
-    return new_tensor(bias_act_grad_from_output(dy, y, act, alpha, gain, clamp), dy)
+        return kernel.backward(dy, y, b, activations.code(act), alpha, gain, clamp, dim)
+    dx = new_tensor(bias_act_grad_from_output(dy, y, act, alpha, gain, clamp), y, dy)
+    db = dy.new_empty(0) if b is None else _sum_except(dx, dim).to(b.dtype)
+    return dx, (db.clone() if db is dx else db)
 
 
 @_bias_act_backward_op.register_fake
-def _(dy, y, act, alpha, gain, clamp):
-    return torch.empty(y.shape, dtype=y.dtype, device=y.device)
+def _(dy, y, b, act, alpha, gain, clamp, dim):
+    db = torch.empty(0 if b is None else b.shape[0], dtype=y.dtype if b is None else b.dtype, device=y.device)
+    return empty_like_layout(y), db
 
 
 def _bias_act_setup(ctx, inputs, output):
     _, b, act, alpha, gain, clamp, dim = inputs
-    ctx.save_for_backward(output)
+    ctx.save_for_backward(output, b)
     ctx.args = (act, alpha, gain, clamp)
     ctx.dim = dim
-    ctx.b_dtype = None if b is None else b.dtype
 
 
 def _bias_act_backward(ctx, dy):
-    (y,) = ctx.saved_tensors
+    y, b = ctx.saved_tensors
     if torch.is_grad_enabled():
         dx = bias_act_grad_from_output(dy, y, *ctx.args)
+        db = None if b is None else _sum_except(dx, ctx.dim).to(b.dtype)
     else:
-        dx = torch.ops.fastgan.bias_act_backward(dy, y, *ctx.args)
-    db = None if ctx.b_dtype is None else _sum_except(dx, ctx.dim).to(ctx.b_dtype)
+        dx, db = torch.ops.fastgan.bias_act_backward(dy, y, b, *ctx.args, ctx.dim)
+        db = None if b is None else db
     return dx, db, None, None, None, None, None
 
 
@@ -127,7 +132,8 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "lrelu",
     recomputes the activation's derivative from y, so gain must be positive and lrelu's alpha
     non-negative, and an output at +-clamp passes no gradient (torch.clamp's backward passes it: from y
     alone a value at the clamp cannot be told from a clamped one). clamp=None or a negative clamp means
-    no clamping. A non-contiguous x is copied to a contiguous one first.
+    no clamping. A contiguous or channels_last x is read in place and y (and dx) keep its layout; any
+    other x is copied to a contiguous one first.
     """
     spec = activation_spec(act)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():

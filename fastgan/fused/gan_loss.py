@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .arguments import check_float, wide
 from .backend import use_triton
-from .bce_with_logits import MIN_NUMEL_LOSS
+from .bce_with_logits import MIN_NUMEL_LOSS, _loss_grad_op
 
 D_LOSS_KINDS = ("bce", "hinge", "lsgan", "wgan")
 G_LOSS_KINDS = ("ns", "saturating", "hinge", "lsgan", "wgan")
@@ -67,10 +67,11 @@ def d_loss_grads(r: torch.Tensor, f: torch.Tensor, kind: str, s: float):
         gr, gf = s * torch.sigmoid(r) - (1 - s) * torch.sigmoid(-r), torch.sigmoid(f)
     elif kind == "hinge":
         gr, gf = -(r < 1).float(), (f > -1).float()
-    elif kind == "lsgan":
+        gr, gf = torch.where(r.isnan(), r, gr), torch.where(f.isnan(), f, gf)  # NaN in, NaN out
+    elif kind == "wgan":
+        gr, gf = torch.where(r.isnan(), r, -1.0), torch.where(f.isnan(), f, 1.0)
+    else:  # lsgan
         gr, gf = r - 1, f.clone()
-    else:
-        gr, gf = torch.full_like(r, -1.0), torch.ones_like(f)
     return gr / r.numel(), gf / f.numel()
 
 
@@ -83,7 +84,7 @@ def g_loss_grad(f: torch.Tensor, kind: str) -> torch.Tensor:
     elif kind == "lsgan":
         g = f - 1
     else:
-        g = torch.full_like(f, -1.0)
+        g = torch.where(f.isnan(), f, -1.0)  # NaN in, NaN out
     return g / f.numel()
 
 
@@ -91,20 +92,22 @@ def g_loss_grad(f: torch.Tensor, kind: str) -> torch.Tensor:
 
 @torch.library.custom_op("fastgan::d_loss", mutates_args=(), device_types=("cpu", "cuda"))
 def _d_loss_op(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str, label_smoothing: float
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, d loss / d real, d loss / d fake), all float32; one launch on the Triton path."""
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, gradient), both float32: the gradient holds d loss / d real flattened, then d loss / d fake, so
+    the backward scales both in one launch; one launch on the Triton path."""
     if use_triton(real_logits, MIN_NUMEL_LOSS) and use_triton(fake_logits, MIN_NUMEL_LOSS):
         from ..kernels import gan_loss as kernel
 
         return kernel.d_loss(real_logits, fake_logits, kind, label_smoothing)
     r, f = real_logits.float(), fake_logits.float()
-    return (d_loss_reference(r, f, kind, label_smoothing), *d_loss_grads(r, f, kind, label_smoothing))
+    gr, gf = d_loss_grads(r, f, kind, label_smoothing)
+    return d_loss_reference(r, f, kind, label_smoothing), torch.cat([gr.flatten(), gf.flatten()])
 
 
 @_d_loss_op.register_fake
 def _(real_logits, fake_logits, kind, label_smoothing):
     f32 = dict(dtype=torch.float32, device=real_logits.device)
-    return torch.empty((), **f32), torch.empty(real_logits.shape, **f32), torch.empty(fake_logits.shape, **f32)
+    return torch.empty((), **f32), torch.empty(real_logits.numel() + fake_logits.numel(), **f32)
 
 
 @torch.library.custom_op("fastgan::g_loss", mutates_args=(), device_types=("cpu", "cuda"))
@@ -115,47 +118,58 @@ def _g_loss_op(fake_logits: torch.Tensor, kind: str) -> tuple[torch.Tensor, torc
 
         return kernel.g_loss(fake_logits, kind)
     f = fake_logits.float()
-    return g_loss_reference(f, kind), g_loss_grad(f, kind)
+    return g_loss_reference(f, kind), g_loss_grad(f, kind).flatten()
 
 
 @_g_loss_op.register_fake
 def _(fake_logits, kind):
     f32 = dict(dtype=torch.float32, device=fake_logits.device)
-    return torch.empty((), **f32), torch.empty(fake_logits.shape, **f32)
+    return torch.empty((), **f32), torch.empty(fake_logits.numel(), **f32)
 
 
 def _d_setup(ctx, inputs, output):
     real, fake, kind, label_smoothing = inputs
-    ctx.mark_non_differentiable(output[1], output[2])
-    ctx.save_for_backward(output[1], output[2], real, fake)
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for the gradient output
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1], real, fake)
     ctx.args = (kind, label_smoothing)
 
 
-def _d_backward(ctx, dloss, _dr, _df):
-    g_real, g_fake, real, fake = ctx.saved_tensors
+def _d_backward(ctx, dloss, _dgrad):
+    grad, real, fake = ctx.saved_tensors
+    if dloss is None:
+        return None, None, None, None
     if torch.is_grad_enabled():
         # create_graph: the stored gradients carry no graph, so differentiate the reference instead.
         with torch.enable_grad():
             loss = d_loss_reference(real, fake, *ctx.args)
             dr, df = torch.autograd.grad(loss, (real, fake), dloss, create_graph=True, allow_unused=True)
         return dr, df, None, None
-    return (g_real * dloss).to(real.dtype), (g_fake * dloss).to(fake.dtype), None, None
+    n = real.numel()
+    if real.dtype == fake.dtype:  # one launch scales both
+        g = _loss_grad_op(grad, dloss, real.dtype)
+        return g[:n].view(real.shape), g[n:].view(fake.shape), None, None
+    return (_loss_grad_op(grad[:n], dloss, real.dtype).view(real.shape),
+            _loss_grad_op(grad[n:], dloss, fake.dtype).view(fake.shape), None, None)
 
 
 def _g_setup(ctx, inputs, output):
     fake, kind = inputs
+    ctx.set_materialize_grads(False)
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(output[1], fake)
     ctx.kind = kind
 
 
-def _g_backward(ctx, dloss, _df):
-    g_fake, fake = ctx.saved_tensors
+def _g_backward(ctx, dloss, _dgrad):
+    grad, fake = ctx.saved_tensors
+    if dloss is None:
+        return None, None
     if torch.is_grad_enabled():
         with torch.enable_grad():
             (df,) = torch.autograd.grad(g_loss_reference(fake, ctx.kind), fake, dloss, create_graph=True)
         return df, None
-    return (g_fake * dloss).to(fake.dtype), None
+    return _loss_grad_op(grad, dloss, fake.dtype).view(fake.shape), None
 
 
 _d_loss_op.register_autograd(_d_backward, setup_context=_d_setup)
