@@ -10,13 +10,16 @@ and the forward + backward of three implementations of the same computation:
   eager    the same maths as plain torch.nn.functional calls;
   compile  torch.compile (inductor, default settings) of the function in fastgan.reference.
 
-The device picks the mode. On CUDA: CUDA events, median of 20 runs after 3 warm-up runs, sizes from
-256 logits to 256 MB activations, float32 and float16. On the CPU: torch.utils.benchmark's
+The device picks the mode. On CUDA: CUDA events, median of 20 runs after 3 warm-up runs, with a 256 MB
+buffer written before each timed run so no input is served from L2; sizes from 256 logits to 256 MB
+activations; float32, float16 and bfloat16, contiguous and channels_last; the number of CUDA kernels each
+implementation launches (torch.profiler); effective bandwidth as a share of the device's peak where
+PEAK_GB_S knows the device. On the CPU: torch.utils.benchmark's
 blocked_autorange, median, float32, sizes up to 16 MB, on --threads threads (default 1: steadier
 numbers on a shared machine). Before timing, every row checks that the three implementations agree.
 
-Effective GB/s is the number of bytes the computation must move divided by fastgan's time (see
-BYTES_PER_ELEMENT); eager/fastgan and compile/fastgan above 1 mean fastgan is faster. The table goes to
+Effective GB/s is the number of bytes fastgan's kernels move divided by fastgan's time (see
+bytes_per_element); eager/fastgan and compile/fastgan above 1 mean fastgan is faster. The table goes to
 stdout and to bench/results/kernels-<device>-<date>.md with the device, date, versions, fastgan's
 backend and this command.
 """
@@ -50,27 +53,45 @@ PASSES = ("fwd", "fwd+bwd")
 # for the epilogues, per device: a DCGAN batch of D logits up to 256 MB (CUDA) or 16 MB (CPU) of float32.
 CUDA_LOSS_SIZES = [256, 1 << 12, 1 << 16, 1 << 20, 1 << 24, 1 << 26]
 CUDA_EPILOGUE_SHAPES = [(128, 512, 4, 4), (128, 256, 8, 8), (128, 128, 16, 16), (128, 64, 32, 32), (256, 64, 64, 64)]
-CUDA_DTYPES = (torch.float32, torch.float16)
+CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 CPU_LOSS_SIZES = [256, 1 << 12, 1 << 16, 1 << 20]
 CPU_EPILOGUE_SHAPES = [(64, 256, 4, 4), (64, 128, 8, 8), (64, 64, 16, 16), (64, 64, 32, 32)]
 CPU_DTYPES = (torch.float32,)
 CPU_MIN_RUN_TIME_S = 0.2
 
-# Bytes that must move, in elements of the op's main tensor (the logits, or the activation x). A pass
-# that needs a whole reduction before it can go on re-reads its input (batch norm's statistics before
-# normalising, the backward's sums before dx); a backward reads what its formula needs and writes dx.
-#   bce:        fwd reads x, t; bwd reads x, t, writes dx
-#   d/g loss:   fwd reads the logits; bwd reads them, writes dx
+# Bytes fastgan's kernels move per element of the op's main tensor (the logits, or the activation x), for
+# an element size e: a pass that needs a whole reduction before it can go on re-reads its input (batch
+# norm's statistics before normalising, the backward's sums before dx).
+#   bce:        fwd reads x, t, writes the float32 gradient (and the loss, reduction="none"); bwd reads the
+#               gradient, writes dx
+#   d/g loss:   fwd reads the logits, writes the float32 gradient; bwd reads it, writes dx
 #   bias_act:   fwd reads x, writes y; bwd reads dy, y, writes dx
 #   batch norm: fwd reads x twice, writes y; bwd reads x, dy twice, writes dx
-BYTES_PER_ELEMENT = {
-    "bce_with_logits": {"fwd": 2, "fwd+bwd": 5},
-    "d_loss": {"fwd": 1, "fwd+bwd": 3},
-    "g_loss": {"fwd": 1, "fwd+bwd": 3},
-    "bias_act": {"fwd": 2, "fwd+bwd": 5},
-    "batch_norm_act": {"fwd": 3, "fwd+bwd": 8},
-}
-AGREE_TOL = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float16: dict(rtol=1e-2, atol=1e-2)}
+
+
+def bytes_per_element(op: str, pass_: str, e: int) -> int:
+    fwd = {"bce_with_logits": 2 * e + 4, "d_loss": e + 4, "g_loss": e + 4, "bias_act": 2 * e,
+           "batch_norm_act": 3 * e}[op]
+    bwd = {"bce_with_logits": 4 + e, "d_loss": 4 + e, "g_loss": 4 + e, "bias_act": 3 * e, "batch_norm_act": 5 * e}[op]
+    return fwd if pass_ == "fwd" else fwd + bwd
+
+
+# HBM bandwidth (GB/s) from the vendors' data sheets, by a substring of torch.cuda.get_device_name().
+PEAK_GB_S = {"H200": 4800, "H100 SXM": 3350, "H100 80GB HBM3": 3350, "H100 PCIe": 2000, "H100 NVL": 3900,
+             "A100-SXM4-80GB": 2039, "A100 80GB PCIe": 1935, "A100-SXM4-40GB": 1555, "A100-PCIE-40GB": 1555,
+             "L40S": 864, "L4": 300, "A10G": 600, "A10": 600, "RTX 4090": 1008, "V100": 900, "T4": 320}
+L2_FLUSH_BYTES = 256 << 20
+
+
+def peak_gb_s(device: str) -> float | None:
+    for key, value in PEAK_GB_S.items():
+        if key in device:
+            return value
+    return None
+
+
+AGREE_TOL = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float16: dict(rtol=1e-2, atol=1e-2),
+             torch.bfloat16: dict(rtol=5e-2, atol=5e-2)}
 
 
 @dataclass
@@ -86,7 +107,7 @@ class Case:
     element_size: int
 
     def bytes(self, pass_: str) -> int:
-        return BYTES_PER_ELEMENT[self.op][pass_] * self.numel * self.element_size
+        return bytes_per_element(self.op, pass_, self.element_size) * self.numel
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -126,26 +147,28 @@ def loss_cases(device: str, sizes: list[int], compiled: dict[str, Callable]) -> 
     return cases
 
 
-def epilogue_cases(device: str, shapes: list[tuple[int, ...]], dtypes, compiled: dict[str, Callable]) -> list[Case]:
+def epilogue_cases(device: str, shapes: list[tuple[int, ...]], dtypes, compiled: dict[str, Callable],
+                   layouts=("nchw",)) -> list[Case]:
     cases = []
-    for shape in shapes:
-        for dtype in dtypes:
-            x = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
-            b = torch.randn(shape[1], device=device, dtype=dtype, requires_grad=True)
-            w = torch.ones(shape[1], device=device, requires_grad=True)
-            bn_b = b.detach().float().requires_grad_()
-            # Each implementation updates its own running statistics.
-            stats = {impl: (torch.zeros(shape[1], device=device), torch.ones(shape[1], device=device)) for impl in IMPLS}
-            common = dict(size="x".join(map(str, shape)), numel=x.numel(), element_size=x.element_size())
-            cases += [
-                Case("bias_act", f"bias_act lrelu {_dtype_name(dtype)}", inputs=(x, b), impls={
-                    "fastgan": ops.bias_act, "eager": _eager_bias_act, "compile": compiled["bias_act"]}, **common),
-                Case("batch_norm_act", f"batch_norm_act relu {_dtype_name(dtype)}", inputs=(x, w, bn_b), impls={
-                    "fastgan": lambda x, w, b, s=stats["fastgan"]: ops.batch_norm_act(x, w, b, *s, True),
-                    "eager": lambda x, w, b, s=stats["eager"]: F.relu(F.batch_norm(x, *s, w, b, True)),
-                    "compile": lambda x, w, b, s=stats["compile"]: compiled["batch_norm_act"](x, w, b, *s, True)},
-                     **common),
-            ]
+    for shape, dtype, layout in ((s, d, lo) for s in shapes for d in dtypes for lo in layouts):
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        x = torch.randn(shape, device=device, dtype=dtype).contiguous(memory_format=fmt).requires_grad_()
+        b = torch.randn(shape[1], device=device, dtype=dtype, requires_grad=True)
+        w = torch.ones(shape[1], device=device, requires_grad=True)
+        bn_b = b.detach().float().requires_grad_()
+        # Each implementation updates its own running statistics.
+        stats = {impl: (torch.zeros(shape[1], device=device), torch.ones(shape[1], device=device)) for impl in IMPLS}
+        common = dict(size="x".join(map(str, shape)) + (" cl" if layout == "channels_last" else ""),
+                      numel=x.numel(), element_size=x.element_size())
+        cases += [
+            Case("bias_act", f"bias_act lrelu {_dtype_name(dtype)}", inputs=(x, b), impls={
+                "fastgan": ops.bias_act, "eager": _eager_bias_act, "compile": compiled["bias_act"]}, **common),
+            Case("batch_norm_act", f"batch_norm_act relu {_dtype_name(dtype)}", inputs=(x, w, bn_b), impls={
+                "fastgan": lambda x, w, b, s=stats["fastgan"]: ops.batch_norm_act(x, w, b, *s, True),
+                "eager": lambda x, w, b, s=stats["eager"]: F.relu(F.batch_norm(x, *s, w, b, True)),
+                "compile": lambda x, w, b, s=stats["compile"]: compiled["batch_norm_act"](x, w, b, *s, True)},
+                 **common),
+        ]
     return cases
 
 
@@ -174,8 +197,10 @@ def check_agreement(case: Case) -> None:
 def cuda_seconds(fn: Callable[[], None], repeats: int = 20) -> float:
     for _ in range(3):
         fn()
+    flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device="cuda")
     times = []
     for _ in range(repeats):
+        flush.zero_()  # evicts the inputs from L2, outside the timed span
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
@@ -191,14 +216,28 @@ def cpu_seconds(fn: Callable[[], None], threads: int) -> float:
     return timer.blocked_autorange(min_run_time=CPU_MIN_RUN_TIME_S).median
 
 
-def rows_for(case: Case, seconds: Callable[[Callable[[], None]], float]) -> list[str]:
+def cuda_launches(fn: Callable[[], None]) -> int:
+    """CUDA kernels (and memsets) one call of fn launches, as torch.profiler sees them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+
+
+def rows_for(case: Case, seconds: Callable[[Callable[[], None]], float], peak: float | None = None,
+             launches: Callable[[Callable[[], None]], int] | None = None) -> list[str]:
     check_agreement(case)
     rows = []
     for pass_, make in zip(PASSES, (_forward, _forward_backward)):
         t = {impl: seconds(make(f, case.inputs)) for impl, f in case.impls.items()}
         gbs = case.bytes(pass_) / t["fastgan"] / 1e9
+        n = ("/".join(str(launches(make(f, case.inputs))) for f in case.impls.values()) if launches else "—")
+        share = f"{100 * gbs / peak:.0f}%" if peak else "—"
         rows.append(f"| {case.label} | {case.size} | {pass_} | {t['fastgan'] * 1e6:.1f} | {t['eager'] * 1e6:.1f} | "
-                    f"{t['compile'] * 1e6:.1f} | {gbs:.2f} | {t['eager'] / t['fastgan']:.2f} | "
+                    f"{t['compile'] * 1e6:.1f} | {gbs:.2f} | {share} | {n} | {t['eager'] / t['fastgan']:.2f} | "
                     f"{t['compile'] / t['fastgan']:.2f} |")
         print(rows[-1], file=sys.stderr, flush=True)
     return rows
@@ -228,9 +267,10 @@ def main(argv=None) -> int:
                 for name in ("bce_with_logits", "d_loss", "g_loss", "bias_act", "batch_norm_act")}
     if on_cuda:
         device, slug = torch.cuda.get_device_name(), None
-        cases = loss_cases("cuda", CUDA_LOSS_SIZES, compiled) + epilogue_cases("cuda", CUDA_EPILOGUE_SHAPES,
-                                                                                CUDA_DTYPES, compiled)
-        seconds, timing = cuda_seconds, "CUDA events, median of 20 runs after 3 warm-up runs"
+        cases = loss_cases("cuda", CUDA_LOSS_SIZES, compiled) + epilogue_cases(
+            "cuda", CUDA_EPILOGUE_SHAPES, CUDA_DTYPES, compiled, layouts=("nchw", "channels_last"))
+        seconds = cuda_seconds
+        timing = "CUDA events, median of 20 runs after 3 warm-up runs, L2 flushed (256 MB written) before each"
     else:
         torch.set_num_threads(args.threads)
         device, slug = f"{cpu_model()} ({args.threads} thread{'s' if args.threads > 1 else ''})", "cpu"
@@ -241,10 +281,12 @@ def main(argv=None) -> int:
                   f"median; torch.set_num_threads({args.threads}) (one thread gives steadier numbers on a shared "
                   f"machine); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when it started")
 
-    rows = ["| op | size | pass | fastgan µs | eager µs | compile µs | fastgan GB/s | eager/fastgan | compile/fastgan |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    peak = peak_gb_s(device) if on_cuda else None
+    rows = ["| op | size | pass | fastgan µs | eager µs | compile µs | fastgan GB/s | % of peak | launches f/e/c | "
+            "eager/fastgan | compile/fastgan |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case in cases:
-        rows += rows_for(case, seconds)
+        rows += rows_for(case, seconds, peak, cuda_launches if on_cuda else None)
 
     date = datetime.date.today().isoformat()
     command = " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)])
@@ -262,7 +304,9 @@ def main(argv=None) -> int:
         "- eager: plain torch.nn.functional; compile: torch.compile (inductor, default settings) of fastgan.reference",
         "- fwd: the forward with autograd recording (as in training); fwd+bwd: the forward and the gradients of "
         "every input that requires them",
-        "- fastgan GB/s: bytes the computation must move / fastgan's time (definitions in bench/kernels.py); "
+        "- fastgan GB/s: bytes fastgan's kernels move / fastgan's time (bytes_per_element in bench/kernels.py); "
+        + (f"% of peak: of {peak:.0f} GB/s (data sheet); " if peak else "% of peak: device not in PEAK_GB_S; ")
+        + "launches f/e/c: CUDA kernels per call of fastgan / eager / compile (torch.profiler); "
         "ratios above 1 mean fastgan is faster",
         "",
     ]
