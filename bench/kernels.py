@@ -191,7 +191,7 @@ def check_agreement(case: Case) -> None:
     dtype = case.inputs[0].dtype
     for impl in ("eager", "compile"):
         torch.testing.assert_close(outputs[impl], outputs["fastgan"], **AGREE_TOL[dtype],
-                                   msg=lambda m: f"{case.label} {case.size}: {impl} disagrees with fastgan: {m}")
+                                   msg=lambda m, impl=impl: f"{case.label} {case.size}: {impl} disagrees with fastgan: {m}")
 
 
 def cuda_seconds(fn: Callable[[], None], repeats: int = 20) -> float:

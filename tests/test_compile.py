@@ -99,13 +99,13 @@ def test_compiled_gradients_match_eager(steps, step):
     (_, eager_grads), (_, compiled_grads) = steps[step]
     assert compiled_grads.keys() == eager_grads.keys()
     for name, e in eager_grads.items():
-        torch.testing.assert_close(compiled_grads[name], e, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(compiled_grads[name], e, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_compiled_running_statistics_match_eager(models, steps):
     eager, compiled, _ = models
     for (name, e), c in zip(eager.named_buffers(), compiled.buffers()):
-        torch.testing.assert_close(c, e, rtol=1e-6, atol=1e-7, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(c, e, rtol=1e-6, atol=1e-7, msg=lambda m, name=name: f"{name}: {m}")
     # Two steps: the generator's batch norm ran once per step, the discriminator's twice.
     assert int(compiled.generator[0].post.num_batches_tracked) == 2
     assert int(compiled.discriminator[0].post.num_batches_tracked) == 4

@@ -138,7 +138,7 @@ def test_vae_elbo_decreases_on_digits():
     opt = torch.optim.Adam(vae.parameters(), 2e-3)
     gen = torch.Generator().manual_seed(0)
     losses = []
-    for step in range(40):
+    for _ in range(40):
         x = x_all[torch.randint(len(x_all), (64,), generator=gen)]
         loss = vae.elbo_terms(x, gen)["loss"]
         opt.zero_grad()

@@ -41,7 +41,7 @@ def _run_power_iterations(module, count):
     with torch.no_grad():
         for _ in range(count):
             for layer in _weights(module):
-                layer.weight
+                _ = layer.weight  # reading a parametrized weight runs a power iteration
     module.eval()
 
 
