@@ -168,3 +168,43 @@ def test_sines_timegan_is_a_built_in_sequence_dataset(tmp_path):
     assert trainer.data.array.shape == (32, 24, 5) and trainer.config.seq_len == 24
     with pytest.raises(ValueError, match="sines-timegan has TimeGAN's 5 features"):
         make_trainer(TrainConfig(**small, sines_features=2))
+
+
+def test_rcgan_generator_with_sequence_noise_reads_one_vector_per_sequence():
+    torch.manual_seed(0)
+    g = RCGANGenerator(features=2, noise_dim=3, hidden=8, num_layers=2, out_act="sigmoid", noise="sequence")
+    z = torch.randn(4, 7, 3)
+    other_steps = z.clone()
+    other_steps[:, 1:] = torch.randn(4, 6, 3)
+    y = g(z)
+    torch.testing.assert_close(g(other_steps), y)  # only the first step's noise is read
+    torch.testing.assert_close(g(z[:, :1].expand(-1, 7, -1)), y)
+    assert y.shape == (4, 7, 2) and 0 < y.min() and y.max() < 1  # sigmoid: data in [0, 1]
+    with pytest.raises(ValueError, match="noise must be one of step, sequence"):
+        RCGANGenerator(noise="once")
+
+
+def test_vrae_sigmoid_mean_stays_in_the_unit_interval_and_enters_the_likelihood():
+    torch.manual_seed(0)
+    vrae = VRAE(features=2, hidden=8, z_dim=3, out_act="sigmoid")
+    samples = vrae.sample(16, 5)
+    assert samples.shape == (16, 5, 2) and 0 < samples.min() and samples.max() < 1
+    x = torch.rand(4, 5, 2)
+    output, _, _ = vrae(x)
+    linear = VRAE(features=2, hidden=8, z_dim=3)
+    # The gaussian NLL is of x under N(sigmoid(output), sigma^2), not under N(output, sigma^2).
+    assert not torch.allclose(vrae.reconstruction_nll(x, output), linear.reconstruction_nll(x, output))
+    torch.testing.assert_close(vrae.reconstruction_nll(x, output), linear.reconstruction_nll(x, torch.sigmoid(output)))
+    with pytest.raises(ValueError, match="bernoulli likelihood's outputs are logits"):
+        VRAE(likelihood="bernoulli", out_act="sigmoid")
+
+
+def test_timegan_moment_loss_is_zero_for_equal_batches_and_measures_shift_and_spread():
+    from fastgan.train.families.rgan import moment_loss
+
+    x = torch.rand(64, 6, 3, generator=torch.Generator().manual_seed(0))
+    assert moment_loss(x, x) == 0
+    torch.testing.assert_close(moment_loss(x, x + 0.25), torch.tensor(0.25))
+    spread = moment_loss(x, 2 * x)  # std doubles, mean doubles
+    expected = (x.std(0, unbiased=False).mean() + x.mean(0).mean())
+    torch.testing.assert_close(spread, expected, rtol=1e-4, atol=1e-5)

@@ -3,7 +3,10 @@
 RCGAN (Esteban et al. 2017, "Real-valued (medical) time series generation with recurrent conditional
 GANs"): an LSTM generator fed fresh noise at every time step, and an LSTM discriminator that scores
 every time step (the paper's choice) or the whole sequence; both optionally conditioned on a vector
-that is appended to the input of every step.
+that is appended to the input of every step. Options for smooth data (TimeGAN's sines): one noise vector
+per sequence given at every step instead of fresh noise per step (fresh noise enters every output
+through a single layer, and shows as step-to-step jitter), stacked layers (TimeGAN uses 3), and a
+sigmoid output for data in [0, 1].
 
 VRAE (Fabius & van Amersfoort 2014, "Variational recurrent auto-encoders"): an LSTM encoder whose
 last hidden state gives q(z|x), and an LSTM decoder whose initial state is computed from z.
@@ -18,7 +21,10 @@ from torch import nn
 from ..fused.bce_with_logits import binary_cross_entropy_with_logits
 from .vae import LIKELIHOODS, gaussian_kl, gaussian_nll, reparameterize
 
-OUTPUT_ACTS = ("linear", "tanh")
+OUTPUT_ACTS = ("linear", "tanh", "sigmoid")
+#: noise of the recurrent generator: fresh at every step (RCGAN), or one vector per sequence at every step
+NOISE_KINDS = ("step", "sequence")
+_ACTS = {"linear": lambda y: y, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
 def _check_sequences(x: torch.Tensor, features: int, who: str) -> None:
@@ -39,26 +45,34 @@ def _with_condition(x: torch.Tensor, cond: torch.Tensor | None, cond_dim: int, w
 
 
 class RCGANGenerator(nn.Module):
-    """noise (N, T, noise_dim) [+ condition (N, cond_dim)] -> sequences (N, T, features)."""
+    """noise (N, T, noise_dim) [+ condition (N, cond_dim)] -> sequences (N, T, features).
+
+    noise "step": z_t drives step t (RCGAN); "sequence": z_1 drives every step (the rest of z is unread), so a
+    sequence's randomness is one vector and its steps follow from it.
+    """
 
     def __init__(self, features: int = 1, noise_dim: int = 5, hidden: int = 100, num_layers: int = 1,
-                 cond_dim: int = 0, out_act: str = "tanh"):
+                 cond_dim: int = 0, out_act: str = "tanh", noise: str = "step"):
         super().__init__()
         if out_act not in OUTPUT_ACTS:
             raise ValueError(f"RCGANGenerator: out_act must be one of {', '.join(OUTPUT_ACTS)}; got {out_act!r}")
+        if noise not in NOISE_KINDS:
+            raise ValueError(f"RCGANGenerator: noise must be one of {', '.join(NOISE_KINDS)}; got {noise!r}")
         self.features, self.noise_dim, self.cond_dim, self.out_act = features, noise_dim, cond_dim, out_act
+        self.noise = noise
         self.lstm = nn.LSTM(noise_dim + cond_dim, hidden, num_layers, batch_first=True)
         self.out = nn.Linear(hidden, features)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         _check_sequences(z, self.noise_dim, "RCGANGenerator")
+        if self.noise == "sequence":
+            z = z[:, :1].expand(-1, z.shape[1], -1)
         h, _ = self.lstm(_with_condition(z, cond, self.cond_dim, "RCGANGenerator"))
-        y = self.out(h)
-        return torch.tanh(y) if self.out_act == "tanh" else y
+        return _ACTS[self.out_act](self.out(h))
 
     def sample(self, n: int, length: int, generator: torch.Generator | None = None,
                cond: torch.Tensor | None = None) -> torch.Tensor:
-        """n sequences of `length` steps from fresh per-step noise z_t ~ N(0, I)."""
+        """n sequences of `length` steps from noise z_t ~ N(0, I) (per step, or its first step's per sequence)."""
         device = self.out.weight.device
         return self(torch.randn(n, length, self.noise_dim, generator=generator, device=device), cond)
 
@@ -91,19 +105,25 @@ class VRAE(nn.Module):
     Encoder: LSTM over x; (mu, logvar) = linear(h_T), the last hidden state (Fabius & van Amersfoort
     2014, eq. 5). Decoder: h_0 = tanh(W_z z + b_z) (eq. 6), c_0 = 0; each step reads the previous
     step's output mean (zero at t = 1), as the paper's decoder reads x_t, so it generates without data.
-    likelihood "gaussian": N(mean_t, sigma^2) per value (sigma fixed); "bernoulli": the decoder
-    outputs logits of values in [0, 1] (the paper's binary music data).
+    likelihood "gaussian": N(mean_t, sigma^2) per value (sigma fixed), mean_t = out_act(output) (sigmoid keeps
+    samples of data in [0, 1] inside it); "bernoulli": the decoder outputs logits of values in [0, 1] (the
+    paper's binary music data).
     """
 
     def __init__(self, features: int = 1, hidden: int = 64, z_dim: int = 16, likelihood: str = "gaussian",
-                 sigma: float = 0.1, beta: float = 1.0):
+                 sigma: float = 0.1, beta: float = 1.0, out_act: str = "linear"):
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"VRAE: likelihood must be one of {', '.join(LIKELIHOODS)}; got {likelihood!r}")
+        if out_act not in OUTPUT_ACTS:
+            raise ValueError(f"VRAE: out_act must be one of {', '.join(OUTPUT_ACTS)}; got {out_act!r}")
+        if likelihood == "bernoulli" and out_act != "linear":
+            raise ValueError(f"VRAE: the bernoulli likelihood's outputs are logits; out_act {out_act!r} applies to "
+                             f"the gaussian one")
         if sigma <= 0:
             raise ValueError(f"VRAE: sigma must be positive; got {sigma!r}")
         self.features, self.hidden, self.z_dim = features, hidden, z_dim
-        self.likelihood, self.beta = likelihood, beta
+        self.likelihood, self.beta, self.out_act = likelihood, beta, out_act
         self.encoder = nn.LSTM(features, hidden, batch_first=True)
         self.to_latent = nn.Linear(hidden, 2 * z_dim)
         self.from_latent = nn.Linear(z_dim, hidden)
@@ -119,7 +139,7 @@ class VRAE(nn.Module):
 
     def to_values(self, output: torch.Tensor) -> torch.Tensor:
         """The mean of p(x|z) from a decoder output."""
-        return torch.sigmoid(output) if self.likelihood == "bernoulli" else output
+        return torch.sigmoid(output) if self.likelihood == "bernoulli" else _ACTS[self.out_act](output)
 
     def decode(self, z: torch.Tensor, length: int) -> torch.Tensor:
         """Decoder outputs (N, length, features): means (gaussian) or logits (bernoulli)."""
@@ -144,7 +164,7 @@ class VRAE(nn.Module):
         """-log p(x|z) per sequence, summed over steps and features."""
         if self.likelihood == "bernoulli":
             return binary_cross_entropy_with_logits(output, x, reduction="none").flatten(1).sum(dim=1)
-        return gaussian_nll(x, output, self.log_sigma)
+        return gaussian_nll(x, self.to_values(output), self.log_sigma)
 
     def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None,
                    eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..data import dataset_kind
 from ..losses import D_LOSS_KINDS, G_LOSS_KINDS
-from ..models.recurrent import OUTPUT_ACTS
+from ..models.recurrent import NOISE_KINDS, OUTPUT_ACTS
 from ..models.vae import LIKELIHOODS
 from ..nn import DIFF_AUGMENT_POLICIES
 from .base import check_device
@@ -91,7 +91,16 @@ class TrainConfig:
     sines_features: int = _f(1, "rgan, rvae: features per time step of the built-in sines (sines-timegan has 5)")
     seq_hidden: int = _f(32, "rgan, rvae, seqgan: hidden size of every LSTM (and seqgan's embedding size)")
     rgan_per_step: bool = _f(True, "rgan: D judges every time step (RCGAN); otherwise the whole sequence")
-    rgan_out_act: str = _f("tanh", "rgan: G's output activation; tanh needs data in [-1, 1]", OUTPUT_ACTS)
+    rgan_out_act: str = _f("tanh", "rgan: G's output activation; tanh needs data in [-1, 1], sigmoid in [0, 1] "
+                                   "(sines-timegan)", OUTPUT_ACTS)
+    rgan_noise: str = _f("step", "rgan: G's noise: fresh z_dim numbers at every step (RCGAN), or one z per sequence "
+                                 "given at every step (smooth steps; see docs/results.md)", NOISE_KINDS)
+    rgan_layers: int = _f(1, "rgan: stacked LSTM layers of G and of D (RCGAN: 1; TimeGAN: 3)")
+    rgan_moment_weight: float = _f(0.0, "rgan: weight of TimeGAN's moment loss in G's loss: |std| and |mean| "
+                                        "differences of generated and real batches per step and feature (TimeGAN: "
+                                        "100; 0: off)")
+    rvae_out_act: str = _f("linear", "rvae: activation of the decoder's mean (gaussian likelihood); sigmoid keeps "
+                                     "samples of data in [0, 1] inside it", OUTPUT_ACTS)
     seqgan_vocab: int = _f(100, "seqgan: vocabulary of the oracle task (Yu et al. 2017 use 5000, minutes per step "
                                 "on a CPU)")
     seqgan_pretrain_steps: int = _f(1000, "seqgan: maximum-likelihood G updates before adversarial training "
@@ -167,7 +176,7 @@ class TrainConfig:
             bad("amp", "must be bf16, fp16 or none")
         for name in ("steps", "batch_size", "n_critic", "z_dim", "g_width", "d_width", "r1_every",
                      "log_every", "sample_every", "ckpt_every", "n_samples", "eval_n", "pac",
-                     "max_nonfinite"):
+                     "max_nonfinite", "rgan_layers"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
         if not 0 <= self.seed <= MAX_SEED:
@@ -184,7 +193,8 @@ class TrainConfig:
                 bad(name, "must be in [0, 1)")
         if self.batch_size % self.pac and not self.pac_fresh:
             bad("pac", f"must divide batch_size ({self.batch_size})")
-        for name in ("r1_gamma", "gp_weight", "eval_every", "instance_noise", "eval_ts_repeats"):
+        for name in ("r1_gamma", "gp_weight", "eval_every", "instance_noise", "eval_ts_repeats",
+                     "rgan_moment_weight"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0")
         if not 0 <= self.label_smoothing < 1:
@@ -215,6 +225,7 @@ class TrainConfig:
         if not 0 <= self.seqgan_rollout_delay < 1:
             bad("seqgan_rollout_delay", "must be in [0, 1)")
         for name, choices in (("vae_likelihood", ("auto", *LIKELIHOODS)), ("rgan_out_act", OUTPUT_ACTS),
+                              ("rgan_noise", NOISE_KINDS), ("rvae_out_act", OUTPUT_ACTS),
                               ("seqgan_discriminator", SEQGAN_DISCRIMINATORS)):
             if getattr(self, name) not in choices:
                 bad(name, f"must be one of {', '.join(choices)}")

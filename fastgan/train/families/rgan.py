@@ -5,7 +5,6 @@ PNG of line plots; evaluation is fastgan.metrics.sequence_metrics (BaseTrainer.e
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -15,16 +14,29 @@ from ..base import BaseTrainer
 from .family import Family
 
 
+def moment_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """TimeGAN's G_loss_V (Yoon et al. 2019, its code): mean |std| plus mean |mean| difference of the generated and
+    real batches (N, T, F), both taken over the batch for every step and feature. It pins each step's marginal,
+    which the per-step adversarial signal alone leaves loose (generated values beyond the data's range)."""
+    def std(x):
+        return torch.sqrt(x.var(dim=0, unbiased=False) + 1e-6)
+
+    return (std(fake) - std(real)).abs().mean() + (fake.mean(dim=0) - real.mean(dim=0)).abs().mean()
+
+
 class RGANTrainer(BaseTrainer):
-    """An LSTM G fed fresh noise at every step, an LSTM D; n_critic D updates, then one G update, with
-    fastgan.losses' d_loss / g_loss over every step's logit (or the sequence's)."""
+    """An LSTM G fed fresh noise at every step (or one noise vector per sequence), an LSTM D; n_critic D updates,
+    then one G update, with fastgan.losses' d_loss / g_loss over every step's logit (or the sequence's)."""
 
     def __init__(self, config, dist=None):
         super().__init__(config, dist)
-        peak = float(np.abs(self.data.array).max())
-        if config.rgan_out_act == "tanh" and peak > 1:
-            raise ValueError(f"{config.dataset}: values reach {peak:.4g}, beyond the tanh output of rgan's "
-                             f"generator; scale the data into [-1, 1] or pass --rgan-out-act linear")
+        low, high = float(self.data.array.min()), float(self.data.array.max())
+        need = {"tanh": (-1, 1), "sigmoid": (0, 1)}.get(config.rgan_out_act)
+        if need and (low < need[0] or high > need[1]):
+            beyond = low if low < need[0] else high
+            raise ValueError(f"{config.dataset}: values reach {beyond:.4g}, beyond the {config.rgan_out_act} output "
+                             f"[{need[0]}, {need[1]}] of rgan's generator; scale the data into it or pass "
+                             f"--rgan-out-act linear")
         torch.manual_seed(config.seed)
         networks = self.build_networks(config, self.data_shape)
         self.generator = self.add_network("generator", networks["generator"], config.lr_g)
@@ -34,12 +46,15 @@ class RGANTrainer(BaseTrainer):
     @staticmethod
     def build_networks(config, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
         features = data_shape[1]
-        return {"generator": RCGANGenerator(features, config.z_dim, config.seq_hidden, out_act=config.rgan_out_act),
-                "discriminator": RCGANDiscriminator(features, config.seq_hidden, per_step=config.rgan_per_step)}
+        return {"generator": RCGANGenerator(features, config.z_dim, config.seq_hidden, config.rgan_layers,
+                                            out_act=config.rgan_out_act, noise=config.rgan_noise),
+                "discriminator": RCGANDiscriminator(features, config.seq_hidden, config.rgan_layers,
+                                                    per_step=config.rgan_per_step)}
 
     @staticmethod
     def noise_shape(config) -> tuple[int, ...]:
-        # Fresh noise at every time step (RCGAN), so the noise has the sequence's length.
+        # Noise for every time step (RCGAN), so the noise has the sequence's length; with rgan_noise "sequence"
+        # G reads the first step's alone.
         return (config.seq_len, config.z_dim)
 
     def train_step(self, batches) -> dict[str, torch.Tensor]:
@@ -58,10 +73,15 @@ class RGANTrainer(BaseTrainer):
         with self.autocast():
             fake_logits = self.discriminator(fake)
         g_loss = losses.g_loss(fake_logits.float().flatten(), cfg.g_loss)
+        stats = {}
+        if cfg.rgan_moment_weight:
+            stats["moment_loss"] = moment_loss(real.float(), fake.float())
+            g_loss = g_loss + cfg.rgan_moment_weight * stats["moment_loss"]
         self.update("generator", g_loss)
         self.end_step()
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
-                "real_logit": real_logits.detach().float().mean(), "fake_logit": fake_logits.detach().float().mean()}
+                "real_logit": real_logits.detach().float().mean(), "fake_logit": fake_logits.detach().float().mean(),
+                **{name: value.detach() for name, value in stats.items()}}
 
     def samples_per_step(self) -> int:
         return self.config.batch_size * self.config.n_critic * self.dist.world_size

@@ -50,7 +50,7 @@ class SequenceVAE(nn.Module):
         super().__init__()
         self.length, features = data_shape
         self.vrae = VRAE(features, config.seq_hidden, config.z_dim, vae_likelihood(config, "sequences"),
-                         config.vae_sigma, config.vae_beta)
+                         config.vae_sigma, config.vae_beta, config.rvae_out_act)
 
     def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None,
                    eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
