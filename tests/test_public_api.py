@@ -141,3 +141,42 @@ def test_fused_backend_unset_falls_back_silently_and_describe_says_why(fresh_bac
     fresh_backend.setattr(fused_backend, "_has_triton", lambda: has_triton)
     assert fused_backend.describe() == expected
     assert fused_backend.backend() == expected.split()[2]
+
+
+# -- the other layers' public names (DESIGN.md's "Public API" and command line) ----------------------
+
+
+def test_data_train_and_metrics_names_of_the_design_exist():
+    import inspect
+
+    import fastgan as fg
+
+    assert callable(fg.data.prepare) and callable(fg.data.PackedDataset)
+    loader_params = inspect.signature(fg.data.Loader).parameters
+    for name in ("path_or_dataset", "batch_size", "shuffle", "seed", "drop_last", "hflip", "dtype", "device",
+                 "num_threads", "prefetch", "rank", "world_size"):
+        assert name in loader_params, name
+    assert callable(fg.train.TrainConfig) and callable(fg.train.train)
+    for name in ("frechet_distance", "FeatureStats", "fid", "kid", "inception_score", "precision_recall",
+                 "mode_coverage"):
+        assert hasattr(fg.metrics, name), name
+
+
+def test_the_command_line_has_the_design_s_five_commands():
+    from fastgan.cli import COMMANDS
+
+    assert {"train", "sample", "eval", "prepare", "bench"} <= set(COMMANDS)
+
+
+def test_every_family_is_declared_once_and_builds_its_networks():
+    from fastgan.train import TrainConfig
+    from fastgan.train.families import FAMILIES
+
+    assert {"dcgan", "mlp", "vae", "vaegan", "rgan", "rvae", "seqgan"} <= set(FAMILIES)
+    assert len({id(f) for f in FAMILIES.values()}) == len(FAMILIES)
+    shapes = {"images": (1, 16, 16), "points": (2,), "sequences": (12, 1), "tokens": (8,)}
+    for declared in FAMILIES.values():
+        config = TrainConfig(model=declared.name, dataset={"images": "digits", "points": "ring8",
+                                                           "sequences": "sines", "tokens": "oracle"}[declared.data[0]])
+        networks = declared.networks(config, shapes[declared.data[0]])
+        assert declared.sampler_from(networks) is networks[declared.trainer.sampling_network]
