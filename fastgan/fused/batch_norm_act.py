@@ -16,6 +16,7 @@ from .activations import activation_spec
 from .arguments import empty_like_layout, new_tensor, wide
 from .backend import use_triton
 from .bias_act import bias_act_reference
+from .eager import ACT_IN_PLACE, runs_eager
 
 # Smallest tensors (elements) for which the CUDA path launches a Triton kernel; below this the op
 # runs the reference, whose eager launches cost about the same as one fused launch at these sizes.
@@ -178,6 +179,23 @@ def _batch_norm_act_backward(ctx, dy, _dmean, _drstd, _dvar):
 _batch_norm_act_op.register_autograd(_batch_norm_act_backward, setup_context=_batch_norm_act_setup)
 
 
+# ---------------------------------------------------------------- fast eager path
+
+def _batch_norm_act_eager(x, weight, bias, running_mean, running_var, training: bool, momentum: float, eps: float,
+                          act: str, alpha: float) -> torch.Tensor:
+    """batch_norm_act_reference with the activation in place on F.batch_norm's output (which its backward does
+    not read); F.batch_norm updates the running statistics, and autograd differentiates both."""
+    y = F.batch_norm(wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
+    return ACT_IN_PLACE[act](y, alpha).to(x.dtype)
+
+
+def _eager_dtypes_match(x, *params) -> bool:
+    """Whether F.batch_norm takes the parameters as they are: each absent or in x's computing dtype (the op
+    converts others, and updates running statistics of another dtype through a cast)."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return all(p is None or p.dtype == dtype for p in params)
+
+
 # ---------------------------------------------------------------- public function
 
 def batch_norm_act(x: torch.Tensor, weight, bias, running_mean, running_var, training: bool,
@@ -208,6 +226,9 @@ def batch_norm_act(x: torch.Tensor, weight, bias, running_mean, running_var, tra
     if not training and running_mean is None:
         raise ValueError("batch_norm_act: eval mode (training=False) needs running_mean and running_var")
     alpha = spec.def_alpha if alpha is None else float(alpha)
+    if runs_eager(x, MIN_NUMEL_BATCH_NORM_ACT) and _eager_dtypes_match(x, weight, bias, running_mean, running_var):
+        return _batch_norm_act_eager(x, weight, bias, running_mean, running_var, bool(training), momentum, eps,
+                                     act, alpha)
     y, mean, _, var = _batch_norm_act_op(x, weight, bias, running_mean, running_var, bool(training), float(eps),
                                          act, alpha)
     if training and running_mean is not None:

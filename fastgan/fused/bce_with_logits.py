@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from .arguments import check_float, wide
 from .backend import use_triton
+from .eager import runs_eager
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -116,6 +117,49 @@ def _bce_backward(ctx, dloss, _dgrad):
 _bce_op.register_autograd(_bce_backward, setup_context=_bce_setup)
 
 
+# ---------------------------------------------------------------- fast eager path
+
+class _BCEEager(torch.autograd.Function):
+    """bce_with_logits_reference without pos_weight, in few passes; gradient sigmoid(x) - t as torch's.
+
+    loss = x ((x > 0) - t) + softplus(-|x|): the two terms are never negative, so nothing cancels at any |x|
+    (torch's (1 - t) x - logsigmoid(x) cancels for x << 0), and softplus(-|x|) is one vectorised pass where
+    logsigmoid costs several. The backward is written in differentiable torch ops, so it has a derivative too.
+    """
+
+    @staticmethod
+    def forward(ctx, input, target, weight, reduction):
+        # forward(ctx, ...) rather than setup_context: a third of the per-call cost in torch 2.13.
+        ctx.save_for_backward(input, target, weight)
+        ctx.reduction = reduction
+        x, t = wide(input), wide(target)
+        loss = torch.addcmul(F.softplus(x.abs().neg_()), x, (x > 0).add(t, alpha=-1))
+        if weight is not None:
+            loss = loss.mul_(wide(weight))  # weight broadcasts to input's shape
+        return _reduce(loss, reduction).to(input.dtype)
+
+    @staticmethod
+    def backward(ctx, dloss):
+        input, target, weight = ctx.saved_tensors
+        x, t = wide(input), wide(target)
+        scale = dloss / input.numel() if ctx.reduction == "mean" else dloss
+        if torch.is_grad_enabled():  # create_graph: out-of-place, so autograd can differentiate this too
+            dx = (torch.sigmoid(x) - t) * scale
+            dx = dx if weight is None else dx * wide(weight)
+        else:
+            dx = torch.sigmoid(x).sub_(t).mul_(scale)
+            dx = dx if weight is None else dx.mul_(wide(weight))
+        return dx.to(input.dtype), None, None, None
+
+
+def _eager_args(input, target, weight) -> bool:
+    """Whether _BCEEager takes these: d / d input only, and target and weight in input's computing dtype (its
+    in-place passes keep the first operand's dtype)."""
+    dtype = wide(input).dtype
+    return (not target.requires_grad and wide(target).dtype == dtype
+            and (weight is None or not weight.requires_grad and wide(weight).dtype == dtype))
+
+
 # ---------------------------------------------------------------- public function
 
 def _check_broadcastable(name: str, what: str, t: torch.Tensor, shape: torch.Size) -> None:
@@ -162,6 +206,10 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
         if t is not None:
             check_float(name, what, t)
             _check_broadcastable(name, what, t, input.shape)
+    if runs_eager(input, MIN_NUMEL_LOSS):
+        if pos_weight is None and _eager_args(input, target, weight):
+            return _BCEEager.apply(input, target, weight, reduction)
+        return bce_with_logits_reference(input, target, weight, reduction, pos_weight)
     fused = (input.numel() > 0 and input.dtype != torch.float64 and _suffix_broadcast(weight, input.shape) and _suffix_broadcast(pos_weight, input.shape)
              and not any(t is not None and t.requires_grad for t in (target, weight, pos_weight)))
     if not fused:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from .arguments import check_float, wide
 from .backend import use_triton
 from .bce_with_logits import MIN_NUMEL_LOSS, _loss_grad_op
+from .eager import runs_eager
 
 D_LOSS_KINDS = ("bce", "hinge", "lsgan", "wgan")
 G_LOSS_KINDS = ("ns", "saturating", "hinge", "lsgan", "wgan")
@@ -176,6 +177,38 @@ _d_loss_op.register_autograd(_d_backward, setup_context=_d_setup)
 _g_loss_op.register_autograd(_g_backward, setup_context=_g_setup)
 
 
+# ---------------------------------------------------------------- fast eager paths
+# The references' formulas in the fewest torch ops, differentiated by autograd (to any order). softplus(x, -1)
+# is logsigmoid(x) in one vectorised pass (log_sigmoid's own kernel also writes a buffer, at several times
+# the cost); like logsigmoid it never forms sigmoid(x), so |x| up to 1e4 stays finite and exact.
+
+def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -> torch.Tensor:
+    r, f = wide(real_logits), wide(fake_logits)
+    if kind == "bce":
+        if label_smoothing:
+            # -lerp(logsigmoid(r), logsigmoid(-r), s): lerp is exact at s = 0 and 1 and cancels nothing between.
+            real_term = torch.lerp(F.softplus(r, -1.0), F.softplus(r).neg_(), label_smoothing).mean().neg()
+        else:
+            real_term = F.softplus(r, -1.0).mean().neg()
+        return F.softplus(f).mean() + real_term
+    if kind == "hinge":
+        return (1 - r).relu_().mean() + (1 + f).relu_().mean()
+    if kind == "lsgan":
+        return 0.5 * ((r - 1).square().mean() + f.square().mean())
+    return f.mean() - r.mean()  # wgan
+
+
+def _g_loss_eager(fake_logits, kind: str) -> torch.Tensor:
+    f = wide(fake_logits)
+    if kind == "ns":
+        return F.softplus(f, -1.0).mean().neg()
+    if kind == "saturating":
+        return F.softplus(f).mean().neg()
+    if kind == "lsgan":
+        return 0.5 * (f - 1).square().mean()
+    return f.mean().neg()  # hinge, wgan
+
+
 # ---------------------------------------------------------------- public functions
 
 def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bce",
@@ -200,8 +233,10 @@ def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bc
         raise ValueError(f"d_loss: label_smoothing must be in [0, 1); got {label_smoothing}")
     if label_smoothing and kind != "bce":
         raise ValueError(f"d_loss: label_smoothing applies to kind='bce' only; got kind={kind!r}")
-    if torch.float64 in (real_logits.dtype, fake_logits.dtype):
-        return d_loss_reference(real_logits, fake_logits, kind, label_smoothing)  # the kernel is float32 inside
+    # float64 keeps its float64 arithmetic (the kernel is float32 inside), traced or not.
+    if (torch.float64 in (real_logits.dtype, fake_logits.dtype) or runs_eager(real_logits, MIN_NUMEL_LOSS)
+            or runs_eager(fake_logits, MIN_NUMEL_LOSS)):
+        return _d_loss_eager(real_logits, fake_logits, kind, label_smoothing)
     return _d_loss_op(real_logits, fake_logits, kind, float(label_smoothing))[0]
 
 
@@ -214,8 +249,8 @@ def g_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
     if kind not in G_LOSS_KINDS:
         raise ValueError(f"g_loss: kind must be one of {', '.join(G_LOSS_KINDS)}; got {kind!r}")
     check_float("g_loss", "fake_logits", fake_logits)
-    if fake_logits.dtype == torch.float64:
-        return g_loss_reference(fake_logits, kind)  # the kernel is float32 inside
+    if fake_logits.dtype == torch.float64 or runs_eager(fake_logits, MIN_NUMEL_LOSS):
+        return _g_loss_eager(fake_logits, kind)
     return _g_loss_op(fake_logits, kind)[0]
 
 
