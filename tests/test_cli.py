@@ -53,7 +53,7 @@ def test_config_file_is_read_and_options_override_it(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--model", "resnet"], "invalid choice: 'resnet'"),
+        (["train", "--model", "stylegan"], "invalid choice: 'stylegan'"),
         (["train", "--steps", "many"], "invalid int value: 'many'"),
         (["train", "--bogus"], "unrecognized arguments: --bogus"),
     ],

@@ -159,7 +159,7 @@ def test_wgan_gp_step_reports_the_penalty(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(model="resnet"), "model: must be one of"),
+        (dict(model="stylegan"), "model: must be one of"),
         (dict(d_loss="kl"), "d_loss: must be one of"),
         (dict(amp="fp8"), "amp: must be bf16, fp16 or none"),
         (dict(batch_size=0), "batch_size: must be >= 1"),

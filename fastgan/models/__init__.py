@@ -2,6 +2,8 @@
 from .dcgan import RESOLUTIONS as DCGAN_RESOLUTIONS
 from .dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 from .mlp import MLPDiscriminator, MLPGenerator
+from .resnet import RESOLUTIONS as RESNET_RESOLUTIONS
+from .resnet import ResNetDiscriminator, ResNetGenerator
 from .recurrent import VRAE, RCGANDiscriminator, RCGANGenerator
 from .seqgan import (CNNDiscriminator, LSTMDiscriminator, OracleLSTM, SeqGANGenerator, mle_loss, oracle_nll,
                      policy_gradient_loss, rollout_rewards)
@@ -10,7 +12,7 @@ from .vaegan import VAEGAN, VAEGANDiscriminator, vaegan_backward, vaegan_losses
 
 __all__ = [
     "MLPGenerator", "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator", "init_dcgan_weights",
-    "DCGAN_RESOLUTIONS",
+    "DCGAN_RESOLUTIONS", "ResNetGenerator", "ResNetDiscriminator", "RESNET_RESOLUTIONS",
     "VAE", "reparameterize", "gaussian_kl",
     "VAEGAN", "VAEGANDiscriminator", "vaegan_losses", "vaegan_backward",
     "RCGANGenerator", "RCGANDiscriminator", "VRAE",

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from .family import OPTIONAL_FIELDS, Family
 from .gan import DCGAN, MLP, GANTrainer, build_models
+from .resnet import RESNET, ResNetTrainer
 from .rgan import RGAN, RGANTrainer
 from .seqgan import SEQGAN, SeqGANTrainer
 from .vae import RVAE, VAE_FAMILY, SequenceVAETrainer, VAETrainer
 from .vaegan import VAEGAN_FAMILY, VAEGANTrainer
 
 #: --model value -> its declaration, in the order --help lists them
-FAMILIES: dict[str, Family] = {f.name: f for f in (DCGAN, MLP, VAE_FAMILY, VAEGAN_FAMILY, RGAN, RVAE, SEQGAN)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (DCGAN, RESNET, MLP, VAE_FAMILY, VAEGAN_FAMILY, RGAN, RVAE, SEQGAN)}
 MODELS = tuple(FAMILIES)
 
 
@@ -24,5 +25,6 @@ def family(model: str) -> Family:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}") from None
 
 
-__all__ = ["FAMILIES", "MODELS", "OPTIONAL_FIELDS", "Family", "family", "GANTrainer", "RGANTrainer", "SeqGANTrainer",
+__all__ = ["FAMILIES", "MODELS", "OPTIONAL_FIELDS", "Family", "family", "GANTrainer", "ResNetTrainer",
+           "RGANTrainer", "SeqGANTrainer",
            "VAETrainer", "SequenceVAETrainer", "VAEGANTrainer", "build_models"]

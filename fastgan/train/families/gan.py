@@ -35,7 +35,8 @@ class GANTrainer(BaseTrainer):
     def __init__(self, config, dist=None):
         super().__init__(config, dist)
         torch.manual_seed(config.seed)
-        g, d = build_models(config, self.data_shape)
+        networks = self.build_networks(config, self.data_shape)
+        g, d = networks["generator"], networks["discriminator"]
         if config.sync_bn and self.dist.world_size > 1:
             if self.device.type != "cuda":
                 raise ValueError("sync_bn: torch's SyncBatchNorm synchronises CUDA tensors only; this run is on "
