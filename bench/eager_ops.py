@@ -1,0 +1,192 @@
+"""fastgan's public ops called eagerly vs the plain PyTorch a user would write, forward and forward + backward.
+
+    python -m bench.eager_ops [--threads 1] [--rounds 3] [--min-run-time 0.2] [--out bench/results]
+
+On the CPU (no Triton kernel runs) every public op takes its fast eager path. For each op and size it times,
+in one process and interleaved (fastgan, eager, eager, fastgan, ... over --rounds rounds):
+
+  bce_with_logits  fastgan.functional.binary_cross_entropy_with_logits(x, t)  vs F.binary_cross_entropy_with_logits
+  d_loss           fastgan.losses.d_loss(r, f, "bce")   vs F.softplus(-r).mean() + F.softplus(f).mean()
+  g_loss           fastgan.losses.g_loss(f, "ns")       vs F.softplus(-f).mean()
+  bias_act         fastgan.ops.bias_act(x, b, "lrelu")  vs F.leaky_relu(x + b[:, None, None], 0.2)
+  batch_norm_act   fastgan.ops.batch_norm_act(x, w, b, rm, rv, True)  vs F.relu(F.batch_norm(x, rm, rv, w, b, True))
+
+at 256 to 1M logits, DCGAN-16/32/64 epilogue shapes, and a one-element ("tiny") input whose time is the
+per-call overhead. Inputs require grad, so the forward builds the autograd graph as in training; the
+backward is torch.autograd.grad of the output (with a fixed upstream gradient for the epilogues) w.r.t.
+every input that requires grad. Times are torch.utils.benchmark's blocked_autorange medians; a row reports
+the median over rounds. ratio = eager time / fastgan time: above 1, fastgan is faster. Before timing, each
+row checks that the two agree (values and gradients).
+
+The table goes to stdout and to bench/results/eager-ops-<device>-<date>.md with the device, date, versions,
+thread count, load average and this command.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+import torch.utils.benchmark as benchmark
+
+from bench.system import cpu_model, write_result
+from fastgan import functional, losses, ops
+
+COMMAND = "python -m bench.eager_ops"
+LOSS_SIZES = [1, 256, 1 << 12, 1 << 16, 1 << 20]
+EPILOGUE_SHAPES = [(1, 1, 1, 1), (64, 128, 4, 4), (64, 64, 8, 8), (64, 32, 16, 16), (64, 3, 32, 32),
+                   (64, 64, 32, 32)]
+PASSES = ("fwd", "fwd+bwd")
+
+
+@dataclass
+class Case:
+    """One row: an op at one size; each implementation is f(*inputs) -> output."""
+
+    op: str
+    size: str
+    inputs: tuple[torch.Tensor, ...]
+    impls: dict[str, Callable[..., torch.Tensor]]
+    upstream: torch.Tensor | None = None  # d loss / d output for non-scalar outputs
+
+    def runner(self, impl: str, pass_: str) -> Callable[[], object]:
+        f, inputs = self.impls[impl], self.inputs
+        if pass_ == "fwd":
+            return lambda: f(*inputs)
+        wrt = [t for t in inputs if t.requires_grad]
+        dy = self.upstream
+        return lambda: torch.autograd.grad(f(*inputs), wrt, dy)
+
+
+def _eager_d_loss(real, fake):
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def _eager_g_loss(fake):
+    return F.softplus(-fake).mean()
+
+
+def _eager_bias_act(x, b):
+    return F.leaky_relu(x + b[:, None, None], 0.2)
+
+
+def _label(n: int) -> str:
+    return "tiny" if n == 1 else str(n)
+
+
+def cases() -> list[Case]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for n in LOSS_SIZES:
+        x = (torch.randn(n, generator=g) * 3).requires_grad_()
+        t = torch.rand(n, generator=g)
+        real = (torch.randn(max(n // 2, 1), generator=g) * 3).requires_grad_()
+        fake = (torch.randn(max(n - n // 2, 1), generator=g) * 3).requires_grad_()
+        out += [
+            Case("bce_with_logits", _label(n), (x, t), {"fastgan": functional.binary_cross_entropy_with_logits,
+                                                        "eager": F.binary_cross_entropy_with_logits}),
+            Case("d_loss", _label(n), (real, fake), {"fastgan": losses.d_loss, "eager": _eager_d_loss}),
+            Case("g_loss", _label(n), (fake,), {"fastgan": losses.g_loss, "eager": _eager_g_loss}),
+        ]
+    for shape in EPILOGUE_SHAPES:
+        c = shape[1]
+        size = "tiny" if shape == (1, 1, 1, 1) else "x".join(map(str, shape))
+        x = torch.randn(shape, generator=g).requires_grad_()
+        b = torch.randn(c, generator=g).requires_grad_()
+        w = (torch.rand(c, generator=g) + 0.5).requires_grad_()
+        dy = torch.randn(shape, generator=g)
+        out.append(Case("bias_act", size, (x, b), {"fastgan": ops.bias_act, "eager": _eager_bias_act}, dy))
+        if shape[0] * shape[2] * shape[3] > 1:  # training batch norm needs more than one value per channel
+            # Each implementation updates its own running statistics.
+            stats = {impl: (torch.zeros(c), torch.ones(c)) for impl in ("fastgan", "eager")}
+            out.append(Case("batch_norm_act", size, (x, w, b), {
+                "fastgan": lambda x, w, b, s=stats["fastgan"]: ops.batch_norm_act(x, w, b, *s, True),
+                "eager": lambda x, w, b, s=stats["eager"]: F.relu(F.batch_norm(x, *s, w, b, True)),
+            }, dy))
+    return out
+
+
+def check(case: Case) -> None:
+    """fastgan and eager agree on the output and the gradients."""
+    results = {}
+    for impl in ("fastgan", "eager"):
+        y = case.impls[impl](*case.inputs)
+        wrt = [t for t in case.inputs if t.requires_grad]
+        results[impl] = [y.detach(), *torch.autograd.grad(y, wrt, case.upstream)]
+    for a, b in zip(results["fastgan"], results["eager"]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5,
+                                   msg=lambda m: f"{case.op} {case.size}: fastgan disagrees with eager: {m}")
+
+
+def time_cases(all_cases: list[Case], rounds: int, min_run_time: float) -> dict[tuple[str, str, str, str], float]:
+    """Median over rounds of blocked_autorange medians (seconds), keyed by (op, size, pass, impl)."""
+    samples: dict[tuple[str, str, str, str], list[float]] = {}
+    for r in range(rounds):
+        order = ("fastgan", "eager") if r % 2 == 0 else ("eager", "fastgan")
+        for case in all_cases:
+            for pass_ in PASSES:
+                for impl in order:
+                    timer = benchmark.Timer("run()", globals={"run": case.runner(impl, pass_)})
+                    m = timer.blocked_autorange(min_run_time=min_run_time).median
+                    samples.setdefault((case.op, case.size, pass_, impl), []).append(m)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f}" if seconds < 1e-3 else f"{seconds * 1e6:.0f}"
+
+
+def table(all_cases: list[Case], times) -> str:
+    rows = ["| op | size | fwd fastgan (us) | fwd eager (us) | fwd ratio | fwd+bwd fastgan (us) | "
+            "fwd+bwd eager (us) | fwd+bwd ratio |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for case in all_cases:
+        cells = []
+        for pass_ in PASSES:
+            f, e = (times[(case.op, case.size, pass_, impl)] for impl in ("fastgan", "eager"))
+            cells += [_us(f), _us(e), f"{e / f:.2f}"]
+        rows.append(f"| {case.op} | {case.size} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1, steadier on a shared machine)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; a row reports their median")
+    p.add_argument("--min-run-time", type=float, default=0.2, help="seconds per blocked_autorange")
+    p.add_argument("--out", default=None, help="results folder (default bench/results)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    all_cases = cases()
+    for case in all_cases:
+        check(case)
+    load_before = os.getloadavg()
+    times = time_cases(all_cases, args.rounds, args.min_run_time)
+    load_after = os.getloadavg()
+    now = datetime.datetime.now()
+    header = "\n".join([
+        f"# fastgan eager ops vs plain PyTorch, CPU, {now:%Y-%m-%d}",
+        "",
+        f"- command: `{COMMAND} --threads {args.threads} --rounds {args.rounds} "
+        f"--min-run-time {args.min_run_time}`",
+        f"- device: {cpu_model()} ({os.cpu_count()} cores), {args.threads} thread(s)",
+        f"- date: {now:%Y-%m-%d %H:%M}",
+        f"- versions: python {platform.python_version()}, torch {torch.__version__}",
+        f"- load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f}",
+        "- ratio = eager time / fastgan time (above 1: fastgan faster); median of the rounds' medians",
+        "",
+    ])
+    text = header + table(all_cases, times) + "\n"
+    print(text)
+    write_result(f"eager-ops-cpu-{now:%Y-%m-%d}.md", text, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
