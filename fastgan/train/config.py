@@ -134,11 +134,6 @@ class TrainConfig:
                                  "train afresh each time, 20-60 s on a CPU (0: off)")
     progress: bool = _f(True, "show a progress bar")
 
-    #: names of the fields a user set (from_dict and from_toml record them, and so the command line); None when
-    #: not known (the constructor): then the fields that differ from their defaults count as set. A class
-    #: attribute, not a field: it is no setting of the run.
-    given = None
-
     def __post_init__(self):
         if isinstance(self.amp, str) and self.amp.lower() in ("", "none", "fp32", "no"):
             self.amp = None
@@ -148,7 +143,8 @@ class TrainConfig:
         self.validate()
 
     def __new__(cls, *args, **kwargs):
-        # The fields the caller gave (the CLI and a TOML file pass only those; from_dict of a saved config, all).
+        # The fields the caller gave (the CLI and a TOML file pass only those; from_dict of a saved config, all):
+        # an attribute, not a field, since it is no setting of the run.
         config = super().__new__(cls)
         config._given = {f.name for f in dataclasses.fields(cls)[:len(args)]} | set(kwargs)
         return config
@@ -298,15 +294,11 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
-        config = cls(**values)
-        config.given = frozenset(values)
-        return config
+        return cls(**values)
 
     def set_fields(self) -> frozenset:
-        """The fields a user set: `given` when known, else those that differ from their defaults."""
-        if self.given is not None:
-            return self.given
-        return frozenset(f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default)
+        """The fields the caller gave: constructor arguments, TOML keys, command-line options."""
+        return frozenset(self._given)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> "TrainConfig":

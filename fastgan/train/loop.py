@@ -74,8 +74,7 @@ def _choose_run_dir(config: TrainConfig) -> Path:
 def _resumed_config(config: TrainConfig, state: dict, run_dir: Path) -> TrainConfig:
     """The saved run's config with the settings a resume may change taken from `config`.
 
-    Any other field that `config` sets (an option or TOML key given, or, from the Python constructor, a value
-    other than the default) and that differs from the saved run is an error naming it: a resumed run keeps its
+    Any other field that `config` sets (an option, TOML key or constructor argument given) and that differs from the saved run is an error naming it: a resumed run keeps its
     own settings, and silently ignoring an option would train something other than what was asked.
     """
     try:
