@@ -15,7 +15,7 @@ TINY = ["--resolution", "16", "--g-width", "8", "--d-width", "8", "--z-dim", "8"
 
 def test_help_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "fastgan", "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("train", "sample", "eval", "prepare", "bench"):
+    for command in ("train", "sample", "eval", "plot", "prepare", "bench"):
         assert command in out
 
 

@@ -1,4 +1,4 @@
-"""The `fastgan` command: one module per subcommand (train, sample, eval, prepare, bench), each with
+"""The `fastgan` command: one module per subcommand (train, sample, eval, plot, prepare, bench), each with
 `add_arguments(parser)` and `run(args)`. All argument parsing and printing of fastgan lives here."""
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import os
 import sys
 import traceback
 
-from . import bench, prepare, sample, train
+from . import bench, plot, prepare, sample, train
 from . import eval as eval_command
 from .config_args import add_config_arguments, config_from_args
 
 #: subcommand name -> its module, in the order --help lists them
-COMMANDS = {"train": train, "sample": sample, "eval": eval_command, "prepare": prepare, "bench": bench}
+COMMANDS = {"train": train, "sample": sample, "eval": eval_command, "plot": plot, "prepare": prepare, "bench": bench}
 
 __all__ = ["COMMANDS", "add_config_arguments", "build_parser", "config_from_args", "describe_error", "main",
            "version_text"]

@@ -133,6 +133,8 @@ class TrainConfig:
                                  "evaluation (--eval-every, fastgan eval) of at least 500 sequences; their GRUs "
                                  "train afresh each time, 20-60 s on a CPU (0: off)")
     progress: bool = _f(True, "show a progress bar")
+    tensorboard: bool = _f(False, "also write TensorBoard events to the run's tensorboard/ folder: the logged numbers, "
+                                  "evaluations and sample grids (needs: pip install 'fastgan[tensorboard]')")
 
     def __post_init__(self):
         if isinstance(self.amp, str) and self.amp.lower() in ("", "none", "fp32", "no"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -16,13 +17,15 @@ from ..atomic import append_line, atomic_write_bytes, remove_stale_temps
 from .checkpoint import (DAMAGED, LATEST, PREVIOUS, CheckpointError, CheckpointFallbackWarning, check_writable,
                          checkpoint_nbytes, load_checkpoint, require_keys, save_checkpoint, save_space_needed)
 from .config import TrainConfig
+from .curves import CURVES, MISSING, draw_curves, matplotlib_available
 from .families import family
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
+TENSORBOARD = "tensorboard"
 #: what a resume may change: the length of the run, its outputs, and where and how fast it runs
 RESUMABLE = ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "eval_n", "n_samples", "progress",
-             "device", "threads")
+             "device", "threads", "tensorboard")
 #: free space the pre-flight asks for beyond the checkpoints: the log and the sample grids
 OUTPUT_MARGIN_BYTES = 1 << 20
 
@@ -187,9 +190,10 @@ def train(config: TrainConfig) -> Path:
 
     The run directory holds samples.png (latest samples, from the EMA generator when there is one),
     samples/stepN.png, metrics.jsonl (one JSON object per log step), config.json and checkpoint.pt
-    (with checkpoint.prev.pt, the one before it). It is created only once the data, the networks, the
-    device, a resumed checkpoint and the free space have been checked, so a run that fails up front
-    leaves nothing behind.
+    (with checkpoint.prev.pt, the one before it), curves.png (losses, logits and evaluations over steps, drawn at
+    each checkpoint when matplotlib is installed) and, with config.tensorboard, TensorBoard events in
+    tensorboard/. It is created only once the data, the networks, the device, a resumed checkpoint and the free
+    space have been checked, so a run that fails up front leaves nothing behind.
 
     Launched by torchrun with several processes, each process trains on its shard of every batch and
     gradients are averaged before each update; process 0 alone writes the run directory.
@@ -205,6 +209,8 @@ def train(config: TrainConfig) -> Path:
             state = _load_for_resume(run_dir, dist)
             require_keys(state, BaseTrainer.STATE_KEYS, run_dir)
             config = _resumed_config(config, state, run_dir)
+        if config.tensorboard:
+            _summary_writer_class()  # before anything is built: a missing package is a one-line error
         trainer = make_trainer(config, dist)
         if config.resume:
             trainer.load_state_dict(state)
@@ -264,11 +270,50 @@ def _mean_over_processes(stats: dict[str, torch.Tensor], dist) -> dict[str, torc
     return dict(zip(stats, values / dist.world_size))
 
 
+def _summary_writer_class():
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError("--tensorboard needs the tensorboard package: pip install 'fastgan[tensorboard]'") from None
+    return SummaryWriter
+
+
+def _add_scalars(board, prefix: str, values: dict, step: int) -> None:
+    for key, value in values.items():
+        if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            board.add_scalar(f"{prefix}/{key}", value, step)
+
+
+def _add_samples(board, trainer: BaseTrainer, run_dir: Path) -> None:
+    """The sample grid just written, as an image of the run's TensorBoard events (image data only)."""
+    if trainer.data.kind == "images":
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(run_dir / "samples.png") as grid:
+            board.add_image("samples", np.asarray(grid.convert("RGB")), trainer.step, dataformats="HWC")
+
+
+def _write_curves(run_dir: Path) -> None:
+    try:
+        draw_curves({run_dir.name: read_log(run_dir / METRICS)}, run_dir / CURVES)
+    except ValueError:  # nothing logged yet
+        pass
+
+
 def _train_loop(trainer: BaseTrainer, run_dir: Path, main: bool, tqdm) -> None:
     config = trainer.config
     batches = trainer.real_batches()
     bar = tqdm(total=config.steps, initial=trainer.step, disable=not (config.progress and main), unit="step",
                dynamic_ncols=True)
+    board = None
+    if main and config.tensorboard:
+        # A resumed run drops the events logged after its checkpoint, as its metrics.jsonl does.
+        board = _summary_writer_class()(str(run_dir / TENSORBOARD),
+                                        purge_step=trainer.step + 1 if config.resume else None)
+    curves = main and matplotlib_available()
+    if main and not curves:
+        tqdm.write(f"fastgan: {MISSING}: curves.png is not drawn", file=sys.stderr)
     window_start, window_steps = time.perf_counter(), 0
     try:
         while trainer.step < config.steps:
@@ -286,16 +331,29 @@ def _train_loop(trainer: BaseTrainer, run_dir: Path, main: bool, tqdm) -> None:
                     row["skipped_updates"] = trainer.skipped_updates
                 if main:
                     append_line(run_dir / METRICS, json.dumps(row))
+                if board is not None:
+                    _add_scalars(board, "train", row, step)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in list(row.items())[1:3]})
                 window_start, window_steps = time.perf_counter(), 0
             if main and (step % config.sample_every == 0 or last):
                 trainer.write_samples(run_dir)
+                if board is not None:
+                    _add_samples(board, trainer, run_dir)
             if main and config.eval_every and (step % config.eval_every == 0 or last):
-                append_line(run_dir / METRICS, json.dumps({"step": step, "eval": trainer.evaluate()}))
+                scores = trainer.evaluate()
+                append_line(run_dir / METRICS, json.dumps({"step": step, "eval": scores}))
+                if board is not None:
+                    _add_scalars(board, "eval", scores, step)
             if main and (step % config.ckpt_every == 0 or last):
                 save_checkpoint(trainer.state_dict(), run_dir)
+                if board is not None:
+                    board.flush()
+                if curves:
+                    _write_curves(run_dir)
     finally:
         bar.close()
+        if board is not None:
+            board.close()
 
 
 def load_generator(run_or_ckpt: str | Path, ema: bool = True, device="cpu"):
