@@ -81,7 +81,7 @@ def test_panels_group_losses_logits_other_numbers_and_evaluations():
     rows = [{"step": 2, "d_loss": 1.0, "g_loss": 2.0, "real_logit": 0.5, "fake_logit": -0.5, "r1": 0.1,
              "img_per_s": 100.0},
             {"step": 4, "d_loss": 0.5, "g_loss": 2.5, "real_logit": 1.0, "fake_logit": -1.0, "img_per_s": 90.0},
-            {"step": 4, "eval": {"fid": 30.0, "kid": 2.0, "kid_std": 0.1}}]
+            {"step": 4, "eval": {"n": 64, "fid": 30.0, "kid": 2.0, "kid_std": 0.1}}]
     drawn = panels(rows)
     assert list(drawn) == ["losses (smoothed)", "mean logits", "r1", "eval: fid", "eval: kid"]
     assert drawn["losses (smoothed)"]["g_loss"] == ([2, 4], [2.0, 2.5])

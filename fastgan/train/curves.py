@@ -15,8 +15,8 @@ from pathlib import Path
 from ..atomic import atomic_write_bytes
 
 CURVES = "curves.png"
-#: logged numbers that are no training signal
-NOT_PLOTTED = ("step", "img_per_s", "skipped_updates")
+#: logged numbers that are no training signal (n: how many samples an evaluation scored)
+NOT_PLOTTED = ("step", "img_per_s", "skipped_updates", "n")
 #: weight of the exponential moving average that smooths the losses (TensorBoard's default 0.6 is too little for
 #: the noise of a GAN loss logged every few steps)
 SMOOTHING = 0.9
