@@ -45,8 +45,10 @@ class TrainConfig:
     # Models
     model: str = _f("dcgan", "model family: " + "; ".join(f"{f.name}: {f.summary}" for f in FAMILIES.values()), MODELS)
     z_dim: int = _f(100, "latent size")
-    g_width: int = _f(32, "DCGAN: channels of G's last hidden block (doubling toward 4x4)")
-    d_width: int = _f(32, "DCGAN: channels of D's first block (doubling toward 4x4)")
+    g_width: int = _f(32, "DCGAN: channels of G's last hidden block (doubling toward 4x4); resnet: of every G block "
+                          "at 16 and 32 px, of the last at 64 px (halving from 16x at 4x4)")
+    d_width: int = _f(32, "DCGAN: channels of D's first block (doubling toward 4x4); resnet: of every D block at 16 "
+                          "and 32 px, of the first at 64 px (doubling to 16x)")
     mlp_hidden: tuple[int, ...] = _f((256, 256), "MLP: hidden layer widths of G and D, comma-separated")
     # Optimisation
     steps: int = _f(2000, "generator updates")
@@ -64,8 +66,9 @@ class TrainConfig:
     gp_weight: float = _f(0.0, "WGAN-GP gradient penalty weight (0: off)")
     clip_grad: float = _f(0.0, "each network's gradients are scaled to a global L2 norm of at most this before its "
                                "optimizer step (0: off; seqgan: 5, as in its authors' code)")
-    # Stability toolkit (dcgan and mlp)
-    spectral_norm: bool = _f(False, "spectral normalisation of every D weight (Miyato et al. 2018); drops D's batch norm")
+    # Stability toolkit (dcgan, resnet and mlp)
+    spectral_norm: bool = _f(False, "spectral normalisation of every D weight (Miyato et al. 2018); drops D's batch norm; "
+                                "resnet: on unless --no-spectral-norm")
     mbstd: bool = _f(False, "minibatch standard deviation feature before D's last layer (Karras et al. 2018)")
     pac: int = _f(1, "PacGAN: D judges this many samples packed together (Lin et al. 2018); the batch_size samples "
                      "form batch_size / pac packs (pac divides batch_size) unless --pac-fresh")
