@@ -534,3 +534,15 @@ def test_resume_with_changed_options_names_them(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "r")["step"] == 2
     train(small(tmp_path, steps=4, name="r", resume=True, ckpt_every=4, log_every=1))  # what a resume may change
     assert load_checkpoint(tmp_path / "r")["step"] == 4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("bad", [None, float("inf"), -float("inf"), float("nan")])
+def test_the_gradient_check_agrees_with_isfinite_even_for_huge_finite_values(dtype, bad):
+    from fastgan.train.base import all_finite
+
+    huge = torch.full((1000,), torch.finfo(dtype).max, dtype=dtype)  # finite values whose sum overflows dtype
+    grads = [torch.randn(7, 3).to(dtype), huge, -huge[:10]]
+    if bad is not None:
+        grads[0][2, 1] = bad
+    assert bool(all_finite(grads)) == all(bool(torch.isfinite(g).all()) for g in grads) == (bad is None)
