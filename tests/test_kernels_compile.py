@@ -28,7 +28,7 @@ from triton.compiler import ASTSource, make_backend  # noqa: E402
 from triton.runtime import jit as triton_jit  # noqa: E402
 
 from fastgan import functional, losses, ops, reference  # noqa: E402
-from fastgan.fused import batch_norm_act, bce_with_logits, bias_act, gan_loss  # noqa: E402
+from fastgan.fused import batch_norm_act, bce_with_logits, bias_act, eager, gan_loss  # noqa: E402
 
 TARGETS = {"sm_80": GPUTarget("cuda", 80, 32), "sm_90": GPUTarget("cuda", 90, 32)}
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -78,7 +78,8 @@ def _on_triton_path(monkeypatch) -> Launches:
     """Sends every non-empty, non-float64 tensor to the Triton launchers and catches their launches."""
     def use_triton(t, min_numel=0):
         return t.numel() > 0 and t.dtype != torch.float64
-    for module in (bce_with_logits, gan_loss, bias_act, batch_norm_act):
+    # eager.runs_eager reads use_triton too: patched there, the public ops leave their fast eager paths.
+    for module in (bce_with_logits, gan_loss, bias_act, batch_norm_act, eager):
         monkeypatch.setattr(module, "use_triton", use_triton)
     launches = Launches()
     monkeypatch.setattr(triton_jit.JITFunction, "run", lambda fn, *a, **k: launches.run(fn, *a, **k))
