@@ -74,8 +74,34 @@ def _kill_after_checkpoint(proc: subprocess.Popen, run, min_step: int) -> None:
             pass
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+    # torchrun starts its workers in sessions of their own: kill every descendant, not only the group.
+    family = _descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below pid, from each process's parent in /proc."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    # the command name may hold spaces: the parent id is the second field after its ')'
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 @pytest.mark.slow
