@@ -120,20 +120,108 @@ def test_bce_module_matches_functional():
     assert set(dict(loss.named_buffers())) == {"weight", "pos_weight"}
 
 
-@pytest.mark.parametrize(
-    "call, message",
-    [
-        (lambda: fg.functional.binary_cross_entropy_with_logits(torch.randn(3), torch.rand(3, 1)), "target shape"),
-        (lambda: fg.functional.binary_cross_entropy_with_logits(torch.arange(3), torch.rand(3)), "floating-point"),
-        (lambda: fg.functional.binary_cross_entropy_with_logits(torch.randn(3), torch.ones(3, dtype=torch.long)),
-         "target must be a floating-point"),
-        (lambda: fg.functional.binary_cross_entropy_with_logits(torch.randn(3), torch.rand(3), reduction="avg"),
-         "reduction must be one of"),
-        (lambda: fg.functional.binary_cross_entropy_with_logits(torch.randn(3), torch.rand(3), weight=torch.rand(4)),
-         "weight of shape"),
-        (lambda: fg.functional.binary_cross_entropy_with_logits([0.1], torch.rand(1)), "must be a torch.Tensor"),
-    ],
-)
-def test_bce_rejects_bad_input_with_a_clear_message(call, message):
-    with pytest.raises(ValueError, match=message):
+# ---------------------------------------------------------------- where a drop-in could differ from torch
+
+def _paths(x, t, weight=None, reduction="mean", pos_weight=None):
+    """The loss on each CPU path: public function (fast eager path), reference, fastgan::bce_with_logits."""
+    from fastgan.fused import bce_with_logits as bce
+
+    return {"public": fg.functional.binary_cross_entropy_with_logits(x, t, weight, reduction, pos_weight),
+            "reference": fg.reference.bce_with_logits(x, t, weight, reduction, pos_weight),
+            "op": bce._bce_op(x, t, weight, pos_weight, reduction)[0]}
+
+
+@pytest.mark.parametrize("input_dtype, target_dtype", [
+    (torch.float16, torch.float32), (torch.float32, torch.float64), (torch.float32, torch.float16),
+    (torch.bfloat16, torch.float16), (torch.float64, torch.float32), (torch.bfloat16, torch.bfloat16),
+])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("extra", ["none", "weight", "pos_weight"])
+def test_bce_result_dtype_is_targets_dtype_as_torchs(input_dtype, target_dtype, reduction, extra):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 3, generator=g) * 4).to(input_dtype)
+    t = torch.rand(4, 3, generator=g).to(target_dtype)
+    other = torch.rand(3, generator=g, dtype=torch.float64)  # a weight's dtype never changes the result's
+    kw = {} if extra == "none" else {extra: other}
+    ref = F.binary_cross_entropy_with_logits(x, t, reduction=reduction, **kw)
+    exact = F.binary_cross_entropy_with_logits(x.double(), t.double(), reduction=reduction, **kw)
+    for path, out in _paths(x, t, reduction=reduction, **kw).items():
+        assert out.dtype == ref.dtype == target_dtype, path
+        # fastgan rounds a float32 (or float64) result once; torch may compute in the narrower dtype.
+        eps = torch.finfo(target_dtype).eps
+        tol = TOL[torch.float64] if target_dtype == torch.float64 else dict(rtol=eps, atol=eps)
+        torch.testing.assert_close(out.double(), exact, **tol, msg=path)
+    xg = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(fg.functional.binary_cross_entropy_with_logits(xg, t, **kw).sum(), xg)
+    assert grad.dtype == input_dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
+@pytest.mark.parametrize("which", ["weight", "pos_weight"])
+def test_bce_takes_integer_and_bool_weights_as_their_values(dtype, which):
+    x, t = torch.randn(5, 3, dtype=torch.float64), torch.rand(5, 3, dtype=torch.float64)
+    w = torch.tensor([0, 1, 2]).to(dtype)
+    # torch as well, but for a bool pos_weight (it raises) and a uint8 pos_weight of 0 (its pos_weight - 1 wraps).
+    torch_agrees = which == "weight" or dtype in (torch.int64, torch.int32)
+    for reduction in ("mean", "none"):
+        ref = F.binary_cross_entropy_with_logits(x, t, reduction=reduction, **{which: w.double()})
+        if torch_agrees:
+            torch.testing.assert_close(F.binary_cross_entropy_with_logits(x, t, reduction=reduction, **{which: w}), ref)
+        for path, out in _paths(x, t, reduction=reduction, **{which: w}).items():
+            assert out.dtype == ref.dtype, path
+            torch.testing.assert_close(out, ref, **TOL[torch.float64], msg=path)
+
+
+def test_bce_infinite_logit_against_its_target_costs_inf_where_torch_gives_nan():
+    inf = math.inf
+    x = torch.tensor([-inf, -inf, inf, inf, inf, -inf, 3.0])
+    t = torch.tensor([1.0, 0.5, 0.0, 0.5, 1.0, 0.0, 1.0])
+    torchs = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    # The documented difference: the limit, +inf, where the target disagrees; torch's (1 - t) x - logsigmoid(x)
+    # is -inf + inf at x = -inf.
+    assert torch.isnan(torchs[[0, 1]]).all()
+    want = torch.tensor([inf, inf, inf, inf, math.nan, math.nan, torchs[6].item()])
+    for path, out in _paths(x, t, reduction="none").items():
+        torch.testing.assert_close(out, want, equal_nan=True, msg=path)
+    for path, out in _paths(x[:4], t[:4], reduction="mean").items():
+        assert out.item() == inf, path
+    # Where the target agrees exactly the loss is NaN (0 * inf), as torch's; the gradient is finite, as torch's.
+    assert torch.isnan(torchs[[4, 5]]).all()
+    grads = [torch.autograd.grad(fn(xi, t, reduction="sum"), xi)[0] for fn, xi in
+             ((fg.functional.binary_cross_entropy_with_logits, x.clone().requires_grad_()),
+              (F.binary_cross_entropy_with_logits, x.clone().requires_grad_()))]
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def _raises(call, exc, message=None):
+    with pytest.raises(exc, match=message) as info:
         call()
+    return info
+
+
+BAD_CALLS = [  # (keyword arguments, the exception torch and fastgan raise, fastgan's message)
+    (lambda: dict(input=torch.randn(3), target=torch.rand(3, 1)), ValueError, "target shape .3, 1. must equal input shape .3,."),
+    (lambda: dict(input=torch.randn(3), target=torch.rand(1)), ValueError, "target shape"),
+    (lambda: dict(input=torch.randn(3), target=torch.rand(3), reduction="avg"), ValueError, "reduction must be one of mean, sum, none; got 'avg'"),
+    (lambda: dict(input=torch.arange(3), target=torch.rand(3)), RuntimeError, "input must be a floating-point tensor; got torch.int64"),
+    (lambda: dict(input=torch.randn(3), target=torch.ones(3, dtype=torch.long)), RuntimeError, "target must be a floating-point"),
+    (lambda: dict(input=torch.randn(3), target=torch.ones(3, dtype=torch.bool)), RuntimeError, "target must be a floating-point"),
+    (lambda: dict(input=torch.randn(3), target=torch.rand(3), weight=torch.rand(4)), RuntimeError, "weight of shape .4,. does not broadcast"),
+    (lambda: dict(input=torch.randn(3), target=torch.rand(3), weight=torch.rand(2, 3)), RuntimeError, "weight of shape .2, 3. does not broadcast"),
+    (lambda: dict(input=torch.randn(3), target=torch.rand(3), pos_weight=torch.rand(4)), RuntimeError, "pos_weight of shape"),
+    (lambda: dict(input=torch.randn(3), target=torch.rand(3), weight=torch.ones(3, dtype=torch.cfloat)), RuntimeError, "weight must be a real"),
+    (lambda: dict(input=torch.randn(3), target=torch.rand(3), weight=[1.0, 2.0, 3.0]), TypeError, "weight must be a torch.Tensor; got list"),
+    (lambda: dict(input=torch.randn(3), target=torch.rand(3), pos_weight=2.0), TypeError, "pos_weight must be a torch.Tensor"),
+]
+
+
+@pytest.mark.parametrize("kwargs, exc, message", BAD_CALLS)
+def test_bce_raises_torchs_exception_type_with_a_message_naming_the_problem(kwargs, exc, message):
+    _raises(lambda: fg.functional.binary_cross_entropy_with_logits(**kwargs()), exc, message)
+    _raises(lambda: F.binary_cross_entropy_with_logits(**kwargs()), exc)
+
+
+@pytest.mark.parametrize("args", [([0.1], torch.rand(1)), (torch.rand(1), [1.0])])
+def test_bce_raises_type_error_for_a_non_tensor_input_or_target_where_torch_raises_attribute_error(args):
+    _raises(lambda: fg.functional.binary_cross_entropy_with_logits(*args), TypeError, "must be a torch.Tensor; got list")
+    _raises(lambda: F.binary_cross_entropy_with_logits(*args), AttributeError)

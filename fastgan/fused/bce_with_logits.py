@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .arguments import check_float, wide
+from .arguments import wide
 from .backend import use_triton
 from .eager import runs_eager
 
@@ -34,9 +34,11 @@ def bce_with_logits_reference(input, target, weight=None, reduction="mean", pos_
 
     logsigmoid is evaluated without forming sigmoid(x), so |x| up to 1e4 stays finite, and its
     gradient (sigmoid) is exact at x = 0, where max(x, 0) + log1p(exp(-|x|)) would give 0 or 1.
+    Computed in float32, or float64 when input or target is float64; the loss is in target's dtype, as torch's.
     """
-    dtype = input.dtype
-    x, t = wide(input), wide(target)
+    dtype = target.dtype
+    computing = torch.promote_types(wide(input).dtype, wide(target).dtype)
+    x, t = input.to(computing), target.to(computing)
     if pos_weight is None:
         loss = -(t * F.logsigmoid(x) + (1 - t) * F.logsigmoid(-x))
     else:
@@ -58,11 +60,15 @@ def bce_with_logits_grad(x, t, weight, pos_weight):
 @torch.library.custom_op("fastgan::bce_with_logits", mutates_args=(), device_types=("cpu", "cuda"))
 def _bce_op(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
             pos_weight: torch.Tensor | None, reduction: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, float32 d loss / d input), the gradient already divided by N for reduction='mean'."""
+    """(loss in target's dtype, float32 d loss / d input), the gradient already divided by N for reduction='mean'."""
     if use_triton(input, MIN_NUMEL_LOSS):
         from ..kernels import bce_with_logits as kernel
 
-        return kernel.bce_with_logits(input, target, weight, pos_weight, reduction)
+        # The kernel writes the loss in its input's dtype: given float32 logits when the dtypes differ, it
+        # rounds once, to target's dtype, rather than first to input's.
+        x = input if input.dtype == target.dtype else input.float()
+        loss, grad = kernel.bce_with_logits(x, target, weight, pos_weight, reduction)
+        return loss.to(target.dtype), grad
     x, t = input.float(), target.float()
     grad = torch.broadcast_to(bce_with_logits_grad(x, t, weight, pos_weight), input.shape).contiguous()
     if reduction == "mean":
@@ -90,7 +96,7 @@ def _(grad, dloss, dtype):
 @_bce_op.register_fake
 def _(input, target, weight, pos_weight, reduction):
     grad = torch.empty(input.shape, dtype=torch.float32, device=input.device)
-    return torch.empty(() if reduction != "none" else input.shape, dtype=input.dtype, device=input.device), grad
+    return torch.empty(() if reduction != "none" else input.shape, dtype=target.dtype, device=input.device), grad
 
 
 def _bce_setup(ctx, inputs, output):
@@ -124,7 +130,10 @@ class _BCEEager(torch.autograd.Function):
 
     loss = x ((x > 0) - t) + softplus(-|x|): the two terms are never negative, so nothing cancels at any |x|
     (torch's (1 - t) x - logsigmoid(x) cancels for x << 0); softplus(|x|, -1) = -softplus(-|x|) is one
-    vectorised pass. The backward is written in differentiable torch ops, so it has a derivative too.
+    vectorised pass. lerp gives NaN where x is infinite and t is 0, 1 or (for x = -inf) above 1/2, so a NaN
+    result is computed again by the reference, which gives the loss its documented value there (one check of
+    the reduced scalar; a pass over the loss for reduction="none"). The backward is written in differentiable
+    torch ops, so it has a derivative too.
     """
 
     @staticmethod
@@ -138,7 +147,10 @@ class _BCEEager(torch.autograd.Function):
         loss = torch.lerp(F.relu(x), F.relu(-x), t).sub_(F.softplus(x.abs(), -1.0))
         if weight is not None:
             loss = loss.mul_(wide(weight))  # weight broadcasts to input's shape
-        return _reduce(loss, reduction).to(input.dtype)
+        out = _reduce(loss, reduction)
+        if (out if reduction != "none" else out.sum()).isnan():  # rare: a NaN or infinite logit
+            out = bce_with_logits_reference(input.detach(), target, weight, reduction)
+        return out.to(target.dtype)
 
     @staticmethod
     def backward(ctx, dloss):
@@ -164,13 +176,18 @@ def _eager_args(input, target, weight) -> bool:
 
 # ---------------------------------------------------------------- public function
 
+def _check_tensor(name: str, what: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: {what} must be a torch.Tensor; got {type(t).__name__}")
+
+
 def _check_broadcastable(name: str, what: str, t: torch.Tensor, shape: torch.Size) -> None:
     try:
         out = torch.broadcast_shapes(t.shape, shape)
     except RuntimeError:
         out = None
     if out != shape:
-        raise ValueError(f"{name}: {what} of shape {tuple(t.shape)} does not broadcast to input shape {tuple(shape)}")
+        raise RuntimeError(f"{name}: {what} of shape {tuple(t.shape)} does not broadcast to input shape {tuple(shape)}")
 
 
 def _suffix_broadcast(t: torch.Tensor | None, shape: torch.Size) -> bool:
@@ -186,33 +203,65 @@ def _suffix_broadcast(t: torch.Tensor | None, shape: torch.Size) -> bool:
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
     """Binary cross-entropy on logits, as torch.nn.functional.binary_cross_entropy_with_logits.
 
-    Same signature, broadcasting, values and gradients as torch's; computed in float32 for
-    float16/bfloat16 inputs and stable for logits of any magnitude.
+    Same signature, broadcasting, values, gradients, result dtype and (but for the message) exceptions as
+    torch's, with the differences and the details below.
+
+    - Result dtype: target's dtype, as torch's (its formula works in place on a tensor made from target):
+      float16 logits with float32 targets give a float32 loss, float32 with float64 a float64 loss, float32
+      with float16 a float16 loss; weight and pos_weight do not change it. d loss / d input is in input's dtype.
+    - Precision: computed in float32 (float64 when input or target is float64) and rounded once to the
+      result dtype; stable for logits of any magnitude.
+    - weight and pos_weight: floating-point, integer or bool tensors, as torch's, converted to the dtype the
+      loss is computed in, so each counts as its value (torch raises for a bool pos_weight, and computes
+      pos_weight - 1 in the integer dtype, which wraps around for a uint8 pos_weight of 0).
+    - Infinite logits (the difference): the loss is the limit, +inf, where the target disagrees with the
+      logit (x = -inf with t > 0, x = +inf with t < 1), on every path; torch gives NaN for x = -inf with
+      t = 1 (its (1 - t) x - logsigmoid(x) is -inf + inf there) and +inf for x = +inf with t = 0. Where the
+      target agrees exactly (x = +inf with t = 1, x = -inf with t = 0) the loss is NaN (0 * inf), as
+      torch's. The gradient stays finite, as torch's.
+    - Errors name the argument and what is wrong with it, with torch's exception types: TypeError when an
+      argument is not a tensor (torch raises it for weight and pos_weight; for input and target its
+      AttributeError is an accident of calling .size()); RuntimeError when input or target is not
+      floating-point (torch raises NotImplementedError, a RuntimeError, for input) or weight or pos_weight
+      is complex or does not broadcast to input's shape; ValueError when target's shape differs from
+      input's (no broadcasting, as torch's) or reduction is unknown.
 
     Runs as the fused op fastgan::bce_with_logits (loss and d loss / d input in one launch). It falls
     back to the reference, which autograd differentiates directly, when target, weight or
     pos_weight requires grad (the kernel computes d / d input only), when weight or pos_weight
     broadcast other than as a trailing block of input's shape (e.g. a per-row weight of shape (N, 1)),
-    for float64 inputs (the kernel accumulates in float32) and for empty inputs.
+    for float64 input or target (the kernel accumulates in float32) and for empty inputs.
     """
     name = "binary_cross_entropy_with_logits"
-    check_float(name, "input", input)
-    check_float(name, "target", target)
+    _check_tensor(name, "input", input)
+    _check_tensor(name, "target", target)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
     if target.shape != input.shape:
         raise ValueError(
             f"{name}: target shape {tuple(target.shape)} must equal input shape {tuple(input.shape)}"
         )
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"{name}: reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
+    for what, t in (("input", input), ("target", target)):
+        if not t.is_floating_point():
+            raise RuntimeError(f"{name}: {what} must be a floating-point tensor; got {t.dtype}")
+    computing = torch.float64 if torch.float64 in (input.dtype, target.dtype) else torch.float32
+    checked = []
     for what, t in (("weight", weight), ("pos_weight", pos_weight)):
         if t is not None:
-            check_float(name, what, t)
+            _check_tensor(name, what, t)
+            if t.is_complex():
+                raise RuntimeError(f"{name}: {what} must be a real tensor; got {t.dtype}")
             _check_broadcastable(name, what, t, input.shape)
+            if not t.is_floating_point():  # integer or bool, as torch accepts
+                t = t.to(computing)
+        checked.append(t)
+    weight, pos_weight = checked
     if runs_eager(input, MIN_NUMEL_LOSS):
         if pos_weight is None and _eager_args(input, target, weight):
             return _BCEEager.apply(input, target, weight, reduction)
         return bce_with_logits_reference(input, target, weight, reduction, pos_weight)
-    fused = (input.numel() > 0 and input.dtype != torch.float64 and _suffix_broadcast(weight, input.shape) and _suffix_broadcast(pos_weight, input.shape)
+    fused = (input.numel() > 0 and computing != torch.float64
+             and _suffix_broadcast(weight, input.shape) and _suffix_broadcast(pos_weight, input.shape)
              and not any(t is not None and t.requires_grad for t in (target, weight, pos_weight)))
     if not fused:
         return bce_with_logits_reference(input, target, weight, reduction, pos_weight)
