@@ -506,6 +506,157 @@ def test_batch_norm_act_kernel_matches_reference_on_channels_last(training, dtyp
     _check_batch_norm_grads(grads, _grads(ref, (x, w, b), dy), x, w, dy, mean, rstd)
 
 
+# ---------------------------------------------------------------- many blocks, groups and loop iterations
+# At their real sizes (1024-element blocks and tiles, 512 programs, 1024 partials per step of the ordered
+# sum) the small tensors above fit in one or two blocks: the loops that add partials (the last program's
+# ordered sum, batch norm's merge over groups and over channel blocks) and the tile loops over rows and
+# inner elements run once. These tests shrink the sizes the launchers read at call time, so tensors of a
+# few hundred to a few thousand elements span many of each, and check what those loops compute.
+
+@contextlib.contextmanager
+def _small_blocks(tile: int = 1024, programs: int = 8, block: int = 64, sum_block: int = 4):
+    """The launchers' sizes shrunk: TILE and REDUCE_PROGRAMS of the reducing tile kernels, every elementwise
+    BLOCK (and the loss backward's SCALE_BLOCK), and SUM_BLOCK, the partials the last program adds per step
+    (a constexpr global the interpreter looks up when the kernel runs)."""
+    import triton.language as tl
+
+    from fastgan.kernels import _common, batch_norm_act, bce_with_logits, bias_act, gan_loss
+
+    patches = [(_common, "TILE", tile), (_common, "REDUCE_PROGRAMS", programs), (_common, "SCALE_BLOCK", block),
+               (batch_norm_act, "BLOCK", block), (bias_act, "BLOCK", block), (gan_loss, "BLOCK", block),
+               (bce_with_logits, "BLOCK", block), (gan_loss, "SUM_BLOCK", tl.constexpr(sum_block)),
+               (bce_with_logits, "SUM_BLOCK", tl.constexpr(sum_block))]
+    with contextlib.ExitStack() as stack:
+        for module, name, value in patches:
+            stack.enter_context(mock.patch.object(module, name, value))
+        yield
+
+
+# (shape, TILE): contiguous, inner = 17 * 19 = 323 elements per channel row, so BLOCK_I = 256 takes two
+# steps (the second masked) and TILE = 512 gives BLOCK_C = 2 of 3 channels; channels_last, inner = 1 and
+# TILE = 2 gives BLOCK_C = 2 of 3 channels over 5 * 3 * 5 = 75 rows.
+MANY_TILES = {"contiguous": ((5, 3, 17, 19), 512), "channels_last": ((5, 3, 3, 5), 2)}
+
+
+def _assert_many_tiles(x: torch.Tensor, layout: str) -> None:
+    """x spans several channel blocks (the last one masked), several row groups of several rows (the last
+    one shorter) and, when contiguous, several inner steps (the last one masked)."""
+    import triton
+
+    from fastgan.kernels._common import channel_layout, tiles
+
+    outer, channels, inner = channel_layout(x, 1)
+    block_c, block_i, n_cblocks, rows = tiles(outer, channels, inner)
+    groups = triton.cdiv(outer, rows)
+    assert n_cblocks > 1 and channels % block_c, (channels, block_c)
+    assert groups > 2 and rows > 1 and outer % rows, (outer, rows)
+    if layout == "contiguous":
+        assert inner > block_i and inner % block_i, (inner, block_i)
+
+
+@kernel_test
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("layout", list(MANY_TILES))
+def test_batch_norm_act_kernels_match_reference_over_many_groups_and_tiles(layout, training):
+    shape, tile = MANY_TILES[layout]
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(shape, generator=g) * 2 + 1
+    dy = torch.randn(shape, generator=g)
+    if layout == "channels_last":
+        x, dy = x.contiguous(memory_format=torch.channels_last), dy.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    c = shape[1]
+    w = (torch.rand(c, generator=g) + 0.5).requires_grad_()
+    b = torch.randn(c, generator=g).requires_grad_()
+    stats = [torch.randn(c, generator=g), torch.rand(c, generator=g) + 0.5]
+    ref_stats = [s.clone() for s in stats]
+    with _small_blocks(tile=tile), _kernel_calls("batch_norm_act", "backward") as backward:
+        _assert_many_tiles(x, layout)
+        out = ops.batch_norm_act(x, w, b, *stats, training, 0.1, 1e-5, "lrelu", 0.2)
+        grads = _grads(out, (x, w, b), dy)
+    assert backward.call_count == 1
+    mean, rstd = _batch_stats(x) if training else (stats[0].clone(), torch.rsqrt(stats[1] + 1e-5))
+    ref = reference.batch_norm_act(x, w, b, *ref_stats, training, 0.1, 1e-5, "lrelu", 0.2)
+    _close(out, ref, torch.float32)
+    for s, r in zip(stats, ref_stats):
+        _close(s, r, torch.float32)
+    _check_batch_norm_grads(grads, _grads(ref, (x, w, b), dy), x, w, dy, mean, rstd)
+
+
+@kernel_test
+@pytest.mark.parametrize("layout", list(MANY_TILES))
+def test_bias_act_kernel_bias_gradient_over_many_groups_and_tiles(layout):
+    shape, tile = MANY_TILES[layout]
+    g = torch.Generator().manual_seed(8)
+    x, dy = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    if layout == "channels_last":
+        x, dy = x.contiguous(memory_format=torch.channels_last), dy.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    b = torch.randn(shape[1], generator=g).requires_grad_()
+    with _small_blocks(tile=tile), _kernel_calls("bias_act", "backward") as backward:
+        _assert_many_tiles(x, layout)
+        out = ops.bias_act(x, b, "lrelu", None, 1.4)
+        dx, db = _grads(out, (x, b), dy)
+    assert backward.call_count == 1
+    ref = reference.bias_act(x, b, "lrelu", None, 1.4)
+    ref_dx, ref_db = _grads(ref, (x, b), dy)
+    _close(out, ref, torch.float32)
+    _close(dx, ref_dx, torch.float32)
+    _close_to_scale(db, ref_db, _bias_grad_scale(dy, 1.4, 1))
+
+
+LOSS_BLOCKS = dict(block=8, sum_block=4)  # elements per block, partials per step of the ordered sum
+
+
+def _many_partials(*sizes: int) -> None:
+    """Logit sets of these sizes take several steps of the last program's ordered sum, the last one masked,
+    and each set's last block is masked."""
+    block, sum_block = LOSS_BLOCKS["block"], LOSS_BLOCKS["sum_block"]
+    n_blocks = sum(-(-n // block) for n in sizes)
+    assert n_blocks > 2 * sum_block and n_blocks % sum_block and all(n % block for n in sizes)
+
+
+@kernel_test
+@pytest.mark.parametrize("kind", reference.D_LOSS_KINDS)
+def test_gan_loss_kernel_adds_many_partials_in_order(kind):
+    g = torch.Generator().manual_seed(9)
+    real = (torch.randn(45, 1, generator=g) * 4).requires_grad_()
+    fake = (torch.randn(70, 1, generator=g) * 4).requires_grad_()
+    _many_partials(45, 70)
+    _many_partials(70)
+    upstream = torch.tensor(0.5)  # not 1: the backward's scale kernel runs over several blocks too
+    s = 0.1 if kind == "bce" else 0.0
+    with _small_blocks(**LOSS_BLOCKS):
+        out = losses.d_loss(real, fake, kind, s)
+        grads = _grads(out, (real, fake), upstream)
+        g_outs = {k: losses.g_loss(fake, k) for k in reference.G_LOSS_KINDS}
+        g_grads = {k: _grads(v, (fake,), upstream)[0] for k, v in g_outs.items()}
+    ref = reference.d_loss(real, fake, kind, s)
+    _close(out, ref, torch.float32)
+    for a, e in zip(grads, _grads(ref, (real, fake), upstream)):
+        _close(a, e, torch.float32)
+    for k in reference.G_LOSS_KINDS:
+        ref = reference.g_loss(fake, k)
+        _close(g_outs[k], ref, torch.float32)
+        _close(g_grads[k], _grads(ref, (fake,), upstream)[0], torch.float32)
+
+
+@kernel_test
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_bce_with_logits_kernel_adds_many_partials_in_order(reduction):
+    g = torch.Generator().manual_seed(10)
+    x = (torch.randn(7, 11, generator=g) * 3).requires_grad_()
+    t, w, pw = torch.rand(7, 11, generator=g), torch.rand(7, 11, generator=g), torch.rand(11, generator=g) * 3
+    _many_partials(x.numel())
+    upstream = torch.tensor(0.5)
+    with _small_blocks(**LOSS_BLOCKS):
+        out = functional.binary_cross_entropy_with_logits(x, t, w, reduction, pw)
+        (dx,) = _grads(out, (x,), upstream)
+    ref = reference.bce_with_logits(x, t, w, reduction, pw)
+    _close(out, ref, torch.float32)
+    _close(dx, _grads(ref, (x,), upstream)[0], torch.float32)
+
+
 # ---------------------------------------------------------------- R1 through fastgan.nn layers
 
 def _reference_d(d: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
