@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 import torch.utils.benchmark as benchmark
 
+from bench import baselines
 from bench.system import cpu_model, write_result
 from fastgan import functional, losses, ops
 
@@ -64,17 +65,6 @@ class Case:
         return lambda: torch.autograd.grad(f(*inputs), wrt, dy)
 
 
-def _eager_d_loss(real, fake):
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
-
-
-def _eager_g_loss(fake):
-    return F.softplus(-fake).mean()
-
-
-def _eager_bias_act(x, b):
-    return F.leaky_relu(x + b[:, None, None], 0.2)
-
 
 def _label(n: int) -> str:
     return "tiny" if n == 1 else str(n)
@@ -91,8 +81,8 @@ def cases() -> list[Case]:
         out += [
             Case("bce_with_logits", _label(n), (x, t), {"fastgan": functional.binary_cross_entropy_with_logits,
                                                         "eager": F.binary_cross_entropy_with_logits}),
-            Case("d_loss", _label(n), (real, fake), {"fastgan": losses.d_loss, "eager": _eager_d_loss}),
-            Case("g_loss", _label(n), (fake,), {"fastgan": losses.g_loss, "eager": _eager_g_loss}),
+            Case("d_loss", _label(n), (real, fake), {"fastgan": losses.d_loss, "eager": baselines.d_loss}),
+            Case("g_loss", _label(n), (fake,), {"fastgan": losses.g_loss, "eager": baselines.g_loss}),
         ]
     for shape in EPILOGUE_SHAPES:
         c = shape[1]
@@ -101,7 +91,7 @@ def cases() -> list[Case]:
         b = torch.randn(c, generator=g).requires_grad_()
         w = (torch.rand(c, generator=g) + 0.5).requires_grad_()
         dy = torch.randn(shape, generator=g)
-        out.append(Case("bias_act", size, (x, b), {"fastgan": ops.bias_act, "eager": _eager_bias_act}, dy))
+        out.append(Case("bias_act", size, (x, b), {"fastgan": ops.bias_act, "eager": baselines.bias_act}, dy))
         if shape[0] * shape[2] * shape[3] > 1:  # training batch norm needs more than one value per channel
             # Each implementation updates its own running statistics.
             stats = {impl: (torch.zeros(c), torch.ones(c)) for impl in ("fastgan", "eager")}

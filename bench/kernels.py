@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 import torch.utils.benchmark as benchmark
 
+from bench import baselines
 from bench.system import cpu_model, write_result
 from fastgan import functional, losses, ops, reference
 from fastgan.backend import backend
@@ -114,17 +115,6 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
 
 
-def _eager_d_loss(real, fake):
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
-
-
-def _eager_g_loss(fake):
-    return F.softplus(-fake).mean()
-
-
-def _eager_bias_act(x, b):
-    return F.leaky_relu(x + b[:, None, None], 0.2)
-
 
 def loss_cases(device: str, sizes: list[int], compiled: dict[str, Callable]) -> list[Case]:
     cases = []
@@ -140,9 +130,9 @@ def loss_cases(device: str, sizes: list[int], compiled: dict[str, Callable]) -> 
                 "eager": F.binary_cross_entropy_with_logits,
                 "compile": compiled["bce_with_logits"]}, **common),
             Case("d_loss", "d_loss bce fp32", inputs=(real, fake), impls={
-                "fastgan": losses.d_loss, "eager": _eager_d_loss, "compile": compiled["d_loss"]}, **common),
+                "fastgan": losses.d_loss, "eager": baselines.d_loss, "compile": compiled["d_loss"]}, **common),
             Case("g_loss", "g_loss ns fp32", inputs=(logits,), impls={
-                "fastgan": losses.g_loss, "eager": _eager_g_loss, "compile": compiled["g_loss"]}, **common),
+                "fastgan": losses.g_loss, "eager": baselines.g_loss, "compile": compiled["g_loss"]}, **common),
         ]
     return cases
 
@@ -162,7 +152,7 @@ def epilogue_cases(device: str, shapes: list[tuple[int, ...]], dtypes, compiled:
                       numel=x.numel(), element_size=x.element_size())
         cases += [
             Case("bias_act", f"bias_act lrelu {_dtype_name(dtype)}", inputs=(x, b), impls={
-                "fastgan": ops.bias_act, "eager": _eager_bias_act, "compile": compiled["bias_act"]}, **common),
+                "fastgan": ops.bias_act, "eager": baselines.bias_act, "compile": compiled["bias_act"]}, **common),
             Case("batch_norm_act", f"batch_norm_act relu {_dtype_name(dtype)}", inputs=(x, w, bn_b), impls={
                 "fastgan": lambda x, w, b, s=stats["fastgan"]: ops.batch_norm_act(x, w, b, *s, True),
                 "eager": lambda x, w, b, s=stats["eager"]: F.relu(F.batch_norm(x, *s, w, b, True)),
