@@ -4,6 +4,8 @@ The Triton kernel (fastgan.kernels.bce_with_logits) computes the loss and d loss
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -17,6 +19,10 @@ REDUCTIONS = ("mean", "sum", "none")
 # every size; raise this if `python -m bench.kernels` shows otherwise on a target GPU. fastgan.fused.gan_loss
 # uses it too.
 MIN_NUMEL_LOSS = 0
+
+# From this many logits the eager CPU path computes the loss in fewer memory passes rather than fewer ops
+# (the crossover measured by `python -m bench.eager_ops`).
+FEW_PASSES_NUMEL = 1 << 14
 
 
 # ---------------------------------------------------------------- reference and gradient
@@ -128,12 +134,16 @@ _bce_op.register_autograd(_bce_backward, setup_context=_bce_setup)
 class _BCEEager(torch.autograd.Function):
     """bce_with_logits_reference without pos_weight, in few passes; gradient sigmoid(x) - t as torch's.
 
-    loss = x ((x > 0) - t) + softplus(-|x|): the two terms are never negative, so nothing cancels at any |x|
-    (torch's (1 - t) x - logsigmoid(x) cancels for x << 0); softplus(|x|, -1) = -softplus(-|x|) is one
-    vectorised pass. lerp gives NaN where x is infinite and t is 0, 1 or (for x = -inf) above 1/2, so a NaN
-    result is computed again by the reference, which gives the loss its documented value there (one check of
-    the reduced scalar; a pass over the loss for reduction="none"). The backward is written in differentiable
-    torch ops, so it has a derivative too.
+    loss = lerp(softplus(x), softplus(-x), t), the t = 0 and t = 1 losses weighted, both never negative, so
+    nothing cancels at any |x| (torch's (1 - t) x - logsigmoid(x) cancels for x << 0, where a confident
+    discriminator's fake logits are); lerp's two-sided formula is exact at t = 0 and 1. Small inputs compute it
+    so, in the fewest ops; from FEW_PASSES_NUMEL on, as lerp(relu(x), relu(-x), t) + log1p(exp(-|x|)) (the
+    same sum, split), in fewer passes: every pass after the first of each term is in place (on the CPU a fresh
+    tensor costs a page-faulting allocation as large as a pass) and log1p(exp(-|x|)) is cheaper than softplus,
+    whose threshold branch is not vectorised. Infinite logits make NaN here (inf - inf) where the documented
+    value is +inf, so a
+    NaN result is computed again by the reference (one check of the reduced scalar; a pass over the loss
+    for reduction="none"). The backward is written in differentiable torch ops, so it has a derivative too.
     """
 
     @staticmethod
@@ -142,15 +152,17 @@ class _BCEEager(torch.autograd.Function):
         ctx.save_for_backward(input, target, weight)
         ctx.reduction = reduction
         x, t = wide(input), wide(target)
-        # lerp(relu(x), relu(-x), t) is x((x > 0) - t) without a bool pass (several times slower on the CPU);
-        # lerp's two-sided formula keeps it exact at t = 0 and 1 and cancels nothing between.
-        loss = torch.lerp(F.relu(x), F.relu(-x), t).sub_(F.softplus(x.abs(), -1.0))
+        if x.numel() < FEW_PASSES_NUMEL:  # few ops: each costs about a microsecond whatever its size
+            loss = torch.lerp(F.softplus(x), F.softplus(x, -1.0).neg_(), t)
+        else:  # few passes, in place after the first of each term
+            relu = F.relu(x)
+            loss = relu.lerp_(torch.sub(relu, x), t).add_(x.abs().neg_().exp_().log1p_())
         if weight is not None:
             loss = loss.mul_(wide(weight))  # weight broadcasts to input's shape
         out = _reduce(loss, reduction)
-        if (out if reduction != "none" else out.sum()).isnan():  # rare: a NaN or infinite logit
+        if out.isnan().any() if reduction == "none" else math.isnan(out):  # rare: a NaN or infinite logit
             out = bce_with_logits_reference(input.detach(), target, weight, reduction)
-        return out.to(target.dtype)
+        return out if out.dtype == target.dtype else out.to(target.dtype)
 
     @staticmethod
     def backward(ctx, dloss):
@@ -163,7 +175,7 @@ class _BCEEager(torch.autograd.Function):
         else:
             dx = torch.sigmoid(x).sub_(t).mul_(scale)
             dx = dx if weight is None else dx.mul_(wide(weight))
-        return dx.to(input.dtype), None, None, None
+        return dx if dx.dtype == input.dtype else dx.to(input.dtype), None, None, None
 
 
 def _eager_args(input, target, weight) -> bool:
@@ -232,6 +244,10 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     broadcast other than as a trailing block of input's shape (e.g. a per-row weight of shape (N, 1)),
     for float64 input or target (the kernel accumulates in float32) and for empty inputs.
     """
+    if (weight is None and pos_weight is None and type(input) is torch.Tensor and type(target) is torch.Tensor
+            and input.dtype == target.dtype and input.shape == target.shape and input.is_floating_point()
+            and not target.requires_grad and reduction in REDUCTIONS and runs_eager(input, MIN_NUMEL_LOSS)):
+        return _BCEEager.apply(input, target, None, reduction)  # the common call, checked in one expression
     name = "binary_cross_entropy_with_logits"
     _check_tensor(name, "input", input)
     _check_tensor(name, "target", target)

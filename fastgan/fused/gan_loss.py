@@ -185,12 +185,13 @@ _g_loss_op.register_autograd(_g_backward, setup_context=_g_setup)
 def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -> torch.Tensor:
     r, f = wide(real_logits), wide(fake_logits)
     if kind == "bce":
+        # The real term is subtracted as mean(logsigmoid(r)) (one op fewer than adding its negation).
         if label_smoothing:
-            # -lerp(logsigmoid(r), logsigmoid(-r), s): lerp is exact at s = 0 and 1 and cancels nothing between.
-            real_term = torch.lerp(F.softplus(r, -1.0), F.softplus(r).neg_(), label_smoothing).mean().neg()
+            # lerp(logsigmoid(r), logsigmoid(-r), s): lerp is exact at s = 0 and 1 and cancels nothing between.
+            real_term = torch.lerp(F.softplus(r, -1.0), F.softplus(r).neg_(), label_smoothing).mean()
         else:
-            real_term = F.softplus(r, -1.0).mean().neg()
-        return F.softplus(f).mean() + real_term
+            real_term = F.softplus(r, -1.0).mean()
+        return F.softplus(f).mean() - real_term
     if kind == "hinge":
         return (1 - r).relu_().mean() + (1 + f).relu_().mean()
     if kind == "lsgan":
