@@ -287,7 +287,7 @@ def test_npy_length_must_match_seq_len(tmp_path):
     (dict(model="vae", compile=True), "compile: is an option of dcgan, resnet, mlp, not of model vae"),
     (dict(model="rgan", dataset="sines", r1_gamma=1.0), "r1_gamma: is an option of dcgan, resnet, mlp, not of model rgan"),
     (dict(dataset="cifar"), "dataset: unknown dataset 'cifar': use a built-in one"),
-    (dict(model="gan"), "model: must be one of dcgan, resnet, mlp, vae, vaegan, rgan, rvae, seqgan"),
+    (dict(model="gan"), "model: must be one of dcgan, resnet, mlp, vae, vaegan, rgan, rvae, timegan, seqgan"),
     (dict(vae_likelihood="poisson"), "vae_likelihood: must be one of auto, bernoulli, gaussian"),
     (dict(seqgan_discriminator="gru"), "seqgan_discriminator: must be one of lstm, cnn"),
     (dict(vae_sigma=0.0), "vae_sigma: must be > 0"),

@@ -7,6 +7,7 @@ from .resnet import ResNetDiscriminator, ResNetGenerator
 from .recurrent import VRAE, RCGANDiscriminator, RCGANGenerator
 from .seqgan import (CNNDiscriminator, LSTMDiscriminator, OracleLSTM, SeqGANGenerator, mle_loss, oracle_nll,
                      policy_gradient_loss, rollout_rewards)
+from .timegan import TimeGAN
 from .vae import VAE, gaussian_kl, reparameterize
 from .vaegan import VAEGAN, VAEGANDiscriminator, vaegan_backward, vaegan_losses
 
@@ -17,5 +18,5 @@ __all__ = [
     "VAEGAN", "VAEGANDiscriminator", "vaegan_losses", "vaegan_backward",
     "RCGANGenerator", "RCGANDiscriminator", "VRAE",
     "SeqGANGenerator", "CNNDiscriminator", "LSTMDiscriminator", "OracleLSTM", "mle_loss", "rollout_rewards",
-    "policy_gradient_loss", "oracle_nll",
+    "policy_gradient_loss", "oracle_nll", "TimeGAN",
 ]

@@ -92,7 +92,8 @@ class TrainConfig:
                          "for sines-timegan, 20 for oracle; a .npy has its own); the run records the length it used")
     seq_n: int = _f(10000, "rgan, rvae, seqgan: sequences in the built-in sines or oracle training set")
     sines_features: int = _f(1, "rgan, rvae: features per time step of the built-in sines (sines-timegan has 5)")
-    seq_hidden: int = _f(32, "rgan, rvae, seqgan: hidden size of every LSTM (and seqgan's embedding size)")
+    seq_hidden: int = _f(32, "rgan, rvae, seqgan: hidden size of every LSTM (and seqgan's embedding size); timegan: "
+                             "of every GRU and latent step")
     rgan_per_step: bool = _f(True, "rgan: D judges every time step (RCGAN); otherwise the whole sequence")
     rgan_out_act: str = _f("tanh", "rgan: G's output activation; tanh needs data in [-1, 1], sigmoid in [0, 1] "
                                    "(sines-timegan)", OUTPUT_ACTS)
@@ -102,6 +103,13 @@ class TrainConfig:
     rgan_moment_weight: float = _f(0.0, "rgan: weight of TimeGAN's moment loss in G's loss: |std| and |mean| "
                                         "differences of generated and real batches per step and feature (TimeGAN: "
                                         "100; 0: off)")
+    timegan_layers: int = _f(3, "timegan: GRU layers of its embedder, recovery, generator and discriminator (the "
+                                "supervisor has one fewer; Yoon et al.'s sines: 3)")
+    timegan_embed_steps: int = _f(1000, "timegan: steps (counted in --steps) that train embedder and recovery on "
+                                        "reconstruction alone, the first of its three phases")
+    timegan_supervised_steps: int = _f(1000, "timegan: steps (counted in --steps) after those that train the "
+                                             "supervisor on the next-step loss alone; the rest of --steps are joint "
+                                             "training")
     rvae_out_act: str = _f("linear", "rvae: activation of the decoder's mean (gaussian likelihood); sigmoid keeps "
                                      "samples of data in [0, 1] inside it", OUTPUT_ACTS)
     seqgan_vocab: int = _f(100, "seqgan: vocabulary of the oracle task (Yu et al. 2017 use 5000, minutes per step "
@@ -177,7 +185,7 @@ class TrainConfig:
             bad("amp", "must be bf16, fp16 or none")
         for name in ("steps", "batch_size", "n_critic", "z_dim", "g_width", "d_width", "r1_every",
                      "log_every", "sample_every", "ckpt_every", "n_samples", "eval_n", "pac",
-                     "max_nonfinite", "rgan_layers"):
+                     "max_nonfinite", "rgan_layers", "timegan_layers"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
         if not 0 <= self.seed <= MAX_SEED:
@@ -216,7 +224,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
         for name in ("seq_len", "seqgan_pretrain_steps", "seqgan_d_pretrain_steps", "vae_beta", "vaegan_gamma",
-                     "clip_grad", "oracle_seed"):
+                     "clip_grad", "oracle_seed", "timegan_embed_steps", "timegan_supervised_steps"):
             if not getattr(self, name) >= 0:
                 bad(name, "must be >= 0")
         if not self.vae_sigma > 0:

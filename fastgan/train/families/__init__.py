@@ -9,11 +9,12 @@ from .gan import DCGAN, MLP, GANTrainer, build_models
 from .resnet import RESNET, ResNetTrainer
 from .rgan import RGAN, RGANTrainer
 from .seqgan import SEQGAN, SeqGANTrainer
+from .timegan import TIMEGAN, TimeGANTrainer
 from .vae import RVAE, VAE_FAMILY, SequenceVAETrainer, VAETrainer
 from .vaegan import VAEGAN_FAMILY, VAEGANTrainer
 
 #: --model value -> its declaration, in the order --help lists them
-FAMILIES: dict[str, Family] = {f.name: f for f in (DCGAN, RESNET, MLP, VAE_FAMILY, VAEGAN_FAMILY, RGAN, RVAE, SEQGAN)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (DCGAN, RESNET, MLP, VAE_FAMILY, VAEGAN_FAMILY, RGAN, RVAE, TIMEGAN, SEQGAN)}
 MODELS = tuple(FAMILIES)
 
 
@@ -26,5 +27,5 @@ def family(model: str) -> Family:
 
 
 __all__ = ["FAMILIES", "MODELS", "OPTIONAL_FIELDS", "Family", "family", "GANTrainer", "ResNetTrainer",
-           "RGANTrainer", "SeqGANTrainer",
+           "RGANTrainer", "SeqGANTrainer", "TimeGANTrainer",
            "VAETrainer", "SequenceVAETrainer", "VAEGANTrainer", "build_models"]
