@@ -1,7 +1,7 @@
 """fastgan's training step against the plain PyTorch loop a user would write, in the same run.
 
     python -m bench.train_step [--device cpu] [--models dcgan16,dcgan32,dcgan64,mlp] [--rounds 5] [--iters 10]
-                               [--compile]
+                               [--compile] [--threads N]
 
 The baseline is pytorch/examples' dcgan/main.py written for the same networks: nn.ConvTranspose2d +
 BatchNorm2d + ReLU (G), Conv2d + BatchNorm2d + LeakyReLU(0.2) (D), the same widths, N(0, 0.02) init,
@@ -183,8 +183,11 @@ def main(argv=None) -> None:
     p.add_argument("--iters", type=int, default=10, help="timed steps per round and side")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also time fastgan with --compile")
+    p.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0: torch's default)")
     p.add_argument("--out", default=None, help="results folder (default: bench/results)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in MODELS]
     if unknown:
@@ -205,7 +208,7 @@ def main(argv=None) -> None:
     ]
     for name in names:
         config = TrainConfig(**MODELS[name], g_width=args.width, d_width=args.width, batch_size=args.batch_size,
-                             device=args.device, progress=False)
+                             device=args.device, progress=False, threads=args.threads)
         times = compare(config, args.rounds, args.iters, args.warmup, args.compile)
         for side, ms in times.items():
             ratios = [p_ms / s_ms for p_ms, s_ms in zip(times["plain"], ms)]

@@ -20,15 +20,21 @@ class EMA:
         self.decay = decay
         self.num_updates = 0
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self._source: nn.Module | None = None  # the model `_params` was listed from
+        self._params: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        ema_params = list(self.module.parameters())
-        params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1.0 - self.current_decay())
+        # The parameter lists are made once per model: walking the module tree costs more than the MLP GAN's
+        # update itself. Parameter objects outlive .to() and load_state_dict (both fill them in place);
+        # buffers may be replaced, so they are listed afresh.
+        if self._source is not model:
+            self._source, self._params = model, (list(self.module.parameters()), list(model.parameters()))
+        torch._foreach_lerp_(*self._params, 1.0 - self.current_decay())
         self.num_updates += 1
-        for b_ema, b in zip(self.module.buffers(), model.buffers()):
-            b_ema.copy_(b)
+        buffers = list(model.buffers())
+        if buffers:
+            torch._foreach_copy_(list(self.module.buffers()), buffers)

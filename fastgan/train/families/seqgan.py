@@ -28,7 +28,7 @@ from ... import losses
 from ...models import (CNNDiscriminator, LSTMDiscriminator, OracleLSTM, SeqGANGenerator, mle_loss, oracle_nll,
                        policy_gradient_loss, rollout_rewards)
 from ...models.seqgan import PAPER_FILTER_SIZES, PAPER_NUM_FILTERS, update_rollout_policy
-from ..base import BaseTrainer
+from ..base import BaseTrainer, adam
 from ..real_data import TokenData
 from .family import Family
 
@@ -60,8 +60,8 @@ class SeqGANTrainer(BaseTrainer):
         self.generator = self.add_network("generator", networks["generator"], config.lr_g)
         self.discriminator = self.add_network("discriminator", networks["discriminator"], config.lr_d)
         # The policy gradient's own Adam state (see the module's docstring); "generator" is the MLE phase's.
-        self.optimizers["generator_adversarial"] = torch.optim.Adam(
-            self.generator.parameters(), config.lr_g, betas=(config.beta1, config.beta2))
+        self.optimizers["generator_adversarial"] = adam(self.generator.parameters(), config.lr_g,
+                                                        (config.beta1, config.beta2))
         self.scalers["generator_adversarial"] = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         # G_beta, the rollout policy: G as it was at the first adversarial step, then trailing it.
         self.rollout = self.add_network("rollout", copy.deepcopy(self.generator).requires_grad_(False))
