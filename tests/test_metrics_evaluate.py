@@ -46,7 +46,8 @@ class DigitsNoise(nn.Module):
 @pytest.fixture
 def fake_checkpoint(monkeypatch, tmp_path):
     def install(generator, dataset, resolution=16):
-        config = SimpleNamespace(dataset=dataset, resolution=resolution, z_dim=256, out_dir=str(tmp_path))
+        config = SimpleNamespace(dataset=dataset, resolution=resolution, z_dim=256, out_dir=str(tmp_path),
+                                 conditional=False, num_classes=0)
         monkeypatch.setattr(fastgan.train.evaluate, "load_generator",
                             lambda path, ema=True, device="cpu": (generator, config, 1234))
         (tmp_path / "metrics.jsonl").write_text('{"step": 1000, "d_loss": 0.5}\n')

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 
-HELP = "evaluate a checkpoint: FID, KID, IS, precision/recall, mode coverage; sequence and token metrics"
+HELP = ("evaluate a checkpoint: FID, KID, IS, precision/recall, mode coverage, generated-class accuracy; sequence "
+        "and token metrics")
 DESCRIPTION = ("Score a run's EMA generator with its family's default metrics, print them, and append "
-               '{"step": ..., "eval": {...}} to the run\'s metrics.jsonl.')
+               '{"step": ..., "eval": {...}} to the run\'s metrics.jsonl. A conditional run (--conditional) is scored '
+               "on balanced labels; on the digits, acc adds class_accuracy: the fraction of samples the digits "
+               "classifier assigns the class they were generated for (class_accuracy_min: the worst class's).")
 
 
 def add_arguments(parser) -> None:

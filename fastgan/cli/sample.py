@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 HELP = "write samples from a checkpoint: images, points, sequence plots or tokens"
-DESCRIPTION = ("Images: a PNG grid at --out (toy 2D data: a scatter plot). Sequences (rgan, rvae): a PNG of line "
+DESCRIPTION = ("Images: a PNG grid at --out (toy 2D data: a scatter plot); a conditional run's grid has one row per "
+               "class (N // classes samples each), or --class K gives N samples of class K. Sequences (rgan, rvae): a PNG of line "
                "plots at --out and the values, float32 (N, T, F), in the .npy of the same name. Tokens (seqgan): the "
                "token ids as text, one sequence per line, at --out with the suffix .txt.")
 
@@ -14,6 +15,8 @@ def add_arguments(parser) -> None:
                         help="output PNG; sequences also write their values to this name with suffix .npy; seqgan's "
                              "tokens go to this name with suffix .txt (default: samples.png)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default: 0)")
+    parser.add_argument("--class", dest="label", type=int, default=None, metavar="K",
+                        help="conditional runs: samples of class K only (0 to the run's classes - 1)")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator instead of its EMA")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
@@ -32,7 +35,26 @@ def run(args) -> None:
         raise ValueError(f"--seed must be between 0 and 2**63 - 1; got {args.seed}")
     generator, config, step = load_generator(args.ckpt, ema=not args.no_ema, device=args.device)
     kind = dataset_kind(config.dataset)
-    samples = family(config.model).trainer.draw_samples(generator, config, args.n, args.seed, args.device)
+    trainer = family(config.model).trainer
+    if config.conditional:
+        import torch
+
+        from ..train.families.gan import grid_labels
+
+        if args.label is None:
+            labels, nrow = grid_labels(args.n, config.num_classes), max(1, args.n // config.num_classes)
+            what = f"{len(labels)} samples, {nrow} of each of its {config.num_classes} classes (a row per class),"
+        elif 0 <= args.label < config.num_classes:
+            labels, nrow, what = torch.full((args.n,), args.label), None, f"{args.n} samples of class {args.label}"
+        else:
+            raise ValueError(f"--class {args.label}: the run has classes 0 to {config.num_classes - 1}")
+        samples = trainer.draw_samples(generator, config, len(labels), args.seed, args.device, labels)
+        written = write_samples(samples, kind, args.out, nrow=nrow)
+        print(f"wrote {what} of step {step} to {' and '.join(map(str, written))}")
+        return
+    if args.label is not None:
+        raise ValueError(f"--class {args.label}: {args.ckpt} is not a conditional run (trained without --conditional)")
+    samples = trainer.draw_samples(generator, config, args.n, args.seed, args.device)
     centers = load_toy(config.dataset).centers if kind == "points" else None
     written = write_samples(samples, kind, args.out, centers, values=True)
     print(f"wrote {args.n} samples of step {step} to {' and '.join(map(str, written))}")

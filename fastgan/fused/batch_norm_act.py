@@ -5,6 +5,11 @@ Registered like fastgan.fused.bias_act: CPU and CUDA impls that launch the Trito
 (fastgan.kernels.batch_norm_act; eval mode folds into fastgan.kernels.bias_act) where
 fastgan.fused.backend.use_triton says so and the reference otherwise, a fake impl, and an autograd
 formula whose create_graph backward is written in differentiable torch ops.
+
+weight and bias are per channel (C,) or per sample (N, C): conditional batch norm (de Vries et al. 2017;
+Miyato & Koyama 2018) gives each sample its class's scale and shift. The per-sample form is computed with
+torch ops on every device (the Triton kernels take per-channel ones); its gradients are per-sample sums
+(N, C) over the spatial dimensions.
 """
 from __future__ import annotations
 
@@ -32,11 +37,36 @@ def batch_norm_act_reference(x, weight, bias, running_mean, running_var, trainin
 
     In training mode the batch statistics normalise x and the running statistics are updated in
     place (unbiased variance, as torch.nn.BatchNorm does); in eval mode the running statistics are
-    folded into a per-channel scale and shift.
+    folded into a per-channel scale and shift. weight and bias are per channel (C,) or per sample (N, C).
     """
     dtype = x.dtype
-    y = F.batch_norm(wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
+    if per_sample(weight, bias):
+        y = _affine(F.batch_norm(wide(x), running_mean, running_var, None, None, training, momentum, eps),
+                    weight, bias)
+    else:
+        y = F.batch_norm(wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
     return bias_act_reference(y, None, act, alpha).to(dtype)
+
+
+def per_sample(weight, bias) -> bool:
+    """Whether weight or bias is per sample (N, C) rather than per channel (C,)."""
+    return any(t is not None and t.ndim == 2 for t in (weight, bias))
+
+
+def _view(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-channel (C,) or per-sample (N, C) tensor shaped to broadcast against x (N, C, *)."""
+    return t.reshape(([1] if t.ndim == 1 else [x.shape[0]]) + [x.shape[1]] + [1] * (x.ndim - 2))
+
+
+def _affine(z: torch.Tensor, weight, bias) -> torch.Tensor:
+    """z * weight + bias (either may be None, not both), each broadcast by _view, in z's dtype: a new tensor."""
+    y = z * _view(weight.to(z.dtype), z) if weight is not None else z
+    return y + _view(bias.to(z.dtype), z) if bias is not None else y
+
+
+def _spatial_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sums over the dimensions after N and C: (N, C, *) -> (N, C), a new tensor (an op's output may not be dy)."""
+    return t.sum(list(range(2, t.ndim))) if t.ndim > 2 else t.clone()
 
 
 def _reduce_dims(x: torch.Tensor) -> list[int]:
@@ -63,9 +93,9 @@ def _batch_norm_act_vjp(dy, x, weight, bias, mean, rstd, training, eps, act, alp
             m, r = mean.detach().reshape(shape), rstd.detach().reshape(shape)
         z = (xf - m) * r
         if weight is not None:
-            z = z * weight.to(xf.dtype).reshape(shape)
+            z = z * _view(weight.to(xf.dtype), x)
         if bias is not None:
-            z = z + bias.to(xf.dtype).reshape(shape)
+            z = z + _view(bias.to(xf.dtype), x)
         y = activation_spec(act).func(z, alpha)
         wanted = [t for t, need in zip((x, weight, bias), needs) if need]
         grads = iter(torch.autograd.grad(y, wanted, dy.to(xf.dtype), create_graph=create_graph))
@@ -74,15 +104,24 @@ def _batch_norm_act_vjp(dy, x, weight, bias, mean, rstd, training, eps, act, alp
 
 def batch_norm_act_grad(dy, x, weight, bias, mean, rstd, training: bool, act: str, alpha: float):
     """(dx, dweight, dbias) of batch_norm_act from dy, x and the statistics used (the kernels' reference);
-    dweight and dbias are float32 (float64 for float64 x) per-channel sums, returned even without weight."""
+    dweight and dbias are float32 (float64 for float64 x) per-channel sums, returned even without weight, or
+    per-sample sums (N, C) where weight or bias is per sample."""
     xf = wide(x)
     shape = [1, -1] + [1] * (x.ndim - 2)
     xhat = (xf - mean.reshape(shape)) * rstd.reshape(shape)
     w = torch.ones_like(rstd) if weight is None else weight.to(xf.dtype)
-    z = xhat * w.reshape(shape)
+    z = xhat * _view(w, x)
     if bias is not None:
-        z = z + bias.to(xf.dtype).reshape(shape)
+        z = z + _view(bias.to(xf.dtype), x)
     dz = activation_spec(act).grad_from_input(dy.to(xf.dtype), z, alpha)
+    if per_sample(weight, bias):
+        # The scale varies over N, so it does not factor out of the statistics' terms: work with d/dxhat.
+        dxhat = dz * _view(w, x)
+        if training:
+            n = x.numel() // x.shape[1]
+            dxhat = (dxhat - dxhat.sum(_reduce_dims(x), keepdim=True) / n
+                     - xhat * ((dxhat * xhat).sum(_reduce_dims(x), keepdim=True) / n))
+        return (dxhat * rstd.reshape(shape)).to(x.dtype), _spatial_sum(dz * xhat), _spatial_sum(dz)
     dbias, dweight = dz.sum(_reduce_dims(x)), (dz * xhat).sum(_reduce_dims(x))
     if training:
         # The batch statistics depend on x: subtract the projections onto 1 and xhat.
@@ -99,7 +138,7 @@ def _batch_norm_act_op(x: torch.Tensor, weight: torch.Tensor | None, bias: torch
                        alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, mean, rstd, var), the statistics float32 (float64 for float64 x). Training mode ignores the given
     mean / var and returns the batch's (var biased); eval mode normalises with the given ones and returns copies."""
-    fused = use_triton(x, MIN_NUMEL_BATCH_NORM_ACT)
+    fused = use_triton(x, MIN_NUMEL_BATCH_NORM_ACT) and not per_sample(weight, bias)
     if training:
         if fused:
             from ..kernels import batch_norm_act as kernel
@@ -135,8 +174,8 @@ def _batch_norm_act_backward_op(dy: torch.Tensor, x: torch.Tensor, weight: torch
                                 training: bool, eps: float, act: str, alpha: float
                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dweight, dbias) with dweight and dbias float32 (float64 for float64 x) per-channel sums, returned
-    even without weight."""
-    if use_triton(x, MIN_NUMEL_BATCH_NORM_ACT):
+    even without weight; per-sample sums (N, C) where weight or bias is per sample."""
+    if use_triton(x, MIN_NUMEL_BATCH_NORM_ACT) and not per_sample(weight, bias):
         from ..kernels import batch_norm_act as kernel
 
         return kernel.backward(dy, x, weight, bias, mean, rstd, training, activations.code(act), alpha)
@@ -146,7 +185,8 @@ def _batch_norm_act_backward_op(dy: torch.Tensor, x: torch.Tensor, weight: torch
 
 @_batch_norm_act_backward_op.register_fake
 def _(dy, x, weight, bias, mean, rstd, training, eps, act, alpha):
-    stat = torch.empty(x.shape[1], dtype=_stat_dtype(x), device=x.device)
+    sums = x.shape[:2] if per_sample(weight, bias) else x.shape[1:2]
+    stat = torch.empty(sums, dtype=_stat_dtype(x), device=x.device)
     return empty_like_layout(x), stat, torch.empty_like(stat)
 
 
@@ -171,9 +211,14 @@ def _batch_norm_act_backward(ctx, dy, _dmean, _drstd, _dvar):
     else:
         dx, dw, db = torch.ops.fastgan.batch_norm_act_backward(dy, x, weight, bias, mean, rstd, training, eps,
                                                                act, alpha)
-        dw = dw.to(weight.dtype) if needs[1] else None
-        db = db.to(bias.dtype) if needs[2] else None
+        # Per-sample sums (N, C) add up to a per-channel parameter's gradient when the other one is per sample.
+        dw = _sum_to(dw, weight) if needs[1] else None
+        db = _sum_to(db, bias) if needs[2] else None
     return dx, dw, db, None, None, None, None, None, None
+
+
+def _sum_to(grad: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    return (grad.sum(0) if grad.ndim > param.ndim else grad).to(param.dtype)
 
 
 _batch_norm_act_op.register_autograd(_batch_norm_act_backward, setup_context=_batch_norm_act_setup)
@@ -184,8 +229,13 @@ _batch_norm_act_op.register_autograd(_batch_norm_act_backward, setup_context=_ba
 def _batch_norm_act_eager(x, weight, bias, running_mean, running_var, training: bool, momentum: float, eps: float,
                           act: str, alpha: float) -> torch.Tensor:
     """batch_norm_act_reference with the activation in place on F.batch_norm's output (which its backward does
-    not read); F.batch_norm updates the running statistics, and autograd differentiates both."""
-    y = F.batch_norm(wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
+    not read), or on the per-sample affine's (whose backward reads its inputs only); F.batch_norm updates the
+    running statistics, and autograd differentiates all of it."""
+    if per_sample(weight, bias):
+        y = _affine(F.batch_norm(wide(x), running_mean, running_var, None, None, training, momentum, eps),
+                    weight, bias)
+    else:
+        y = F.batch_norm(wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
     return ACT_IN_PLACE[act](y, alpha).to(x.dtype)
 
 
@@ -205,7 +255,8 @@ def batch_norm_act(x: torch.Tensor, weight, bias, running_mean, running_var, tra
     Training mode normalises with the batch statistics (biased variance) and updates running_mean /
     running_var in place with the unbiased variance, as torch.nn.BatchNorm2d; eval mode folds the
     running statistics into one scale-and-shift pass. The backward recomputes the activation's
-    input from x, so the output is not kept alive for it.
+    input from x, so the output is not kept alive for it. weight and bias are each per channel (C,) or per
+    sample (N, C), the latter for conditional batch norm (each sample's class's scale and shift).
     """
     spec = activation_spec(act)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -213,7 +264,11 @@ def batch_norm_act(x: torch.Tensor, weight, bias, running_mean, running_var, tra
     if x.ndim < 2:
         raise ValueError(f"batch_norm_act: x must have a channel dimension (N, C, ...); got shape {tuple(x.shape)}")
     channels = x.shape[1]
-    for what, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+    for what, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) not in ((channels,), (x.shape[0], channels)):
+            raise ValueError(f"batch_norm_act: {what} must have shape ({channels},) or, per sample, "
+                             f"({x.shape[0]}, {channels}) for x of shape {tuple(x.shape)}; got {tuple(t.shape)}")
+    for what, t in (("running_mean", running_mean), ("running_var", running_var)):
         if t is not None and tuple(t.shape) != (channels,):
             raise ValueError(f"batch_norm_act: {what} must have shape ({channels},) for x of shape {tuple(x.shape)}; "
                              f"got {tuple(t.shape)}")

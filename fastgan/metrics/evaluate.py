@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastgan.metrics.classes import class_accuracy
+from fastgan.metrics.digits_classifier import DigitsClassifier
 from fastgan.metrics.features import extractor_cache_name, generator_features, is_packed_dataset, real_image_features
 from fastgan.metrics.fid import fid
 from fastgan.metrics.inception_score import inception_score
@@ -15,7 +17,7 @@ from fastgan.metrics.modes import mode_coverage
 from fastgan.metrics.precision_recall import precision_recall
 from fastgan.metrics.stats import FeatureStats
 
-METRICS = ("fid", "kid", "is", "pr", "modes")
+METRICS = ("fid", "kid", "is", "pr", "modes", "acc")
 IMAGE_DEFAULT = ("fid", "kid", "is", "pr")
 TOY_DEFAULT = ("fid", "kid", "pr", "modes")
 EXTRACTORS = ("auto", "digits", "inception")
@@ -68,7 +70,8 @@ def _digits_resolution(dataset, resolution: int | None) -> int | None:
 
 
 def evaluate_generator(generator, dataset, resolution: int | None, z_dim: int, metrics=None, n: int = 10000,
-                       batch_size: int = 250, device="cpu", seed: int = 0, extractor="auto") -> dict[str, float]:
+                       batch_size: int = 250, device="cpu", seed: int = 0, extractor="auto",
+                       num_classes: int = 0) -> dict[str, float]:
     """Metrics of n samples of generator against the data it was trained on.
 
     dataset: a built-in dataset name (images at resolution, or a toy 2D mixture) or the path of a .fgd
@@ -80,6 +83,9 @@ def evaluate_generator(generator, dataset, resolution: int | None, z_dim: int, m
     Toy 2D mixtures are compared on the points themselves, against n points drawn from the mixture,
     and "modes" adds mode_coverage. metrics=None picks fid, kid, is, pr for images (is only when the
     extractor has features_and_logits, i.e. gives class logits) and fid, kid, pr, modes for toy data.
+    num_classes > 0: generator is class-conditional, generator(z, labels) (and generator(z) draws balanced
+    labels); "acc" (in the default metrics when the extractor is the digits classifier) adds class_accuracy and
+    class_accuracy_min of n samples (fastgan.metrics.classes.class_accuracy).
     """
     from fastgan.data.toy import TOY_DATASETS, load_toy
 
@@ -94,6 +100,8 @@ def evaluate_generator(generator, dataset, resolution: int | None, z_dim: int, m
         raise ValueError(f"evaluate: extractor must be one of {', '.join(EXTRACTORS)} or an nn.Module; got {extractor!r}")
     if toy and "is" in metrics:
         raise ValueError(f"evaluate: 'is' needs class probabilities, which toy 2D data ({dataset}) has none of; use fid,kid,pr,modes")
+    if "acc" in metrics and (toy or not num_classes):
+        raise ValueError("evaluate: 'acc' scores a class-conditional image generator (num_classes > 0)")
     if not toy and "modes" in metrics:
         raise ValueError(f"evaluate: 'modes' counts the modes of a 2D mixture; {dataset!r} is an image dataset")
     if packed and not os.path.isfile(dataset):
@@ -112,6 +120,12 @@ def evaluate_generator(generator, dataset, resolution: int | None, z_dim: int, m
         net, name = _image_extractor(extractor, dataset, resolution)
         if default_metrics and not hasattr(net, "features_and_logits"):
             metrics = tuple(m for m in metrics if m != "is")
+        classifies = isinstance(net, DigitsClassifier) and num_classes == net.num_classes
+        if default_metrics and classifies:
+            metrics += ("acc",)
+        if "acc" in metrics and not classifies:
+            raise ValueError(f"evaluate: 'acc' needs a classifier of the generator's {num_classes} classes; only the "
+                             f"digits classifier (on the digits, 10 classes) is one")
         real, real_stats = real_image_features(dataset, resolution, net, name, batch_size, device)
         out = generator_features(generator, n, z_dim, net, batch_size, seed, device, with_logits="is" in metrics)
         fake, logits = out if "is" in metrics else (out, None)
@@ -126,4 +140,6 @@ def evaluate_generator(generator, dataset, resolution: int | None, z_dim: int, m
         result.update(precision_recall(real, fake))
     if "modes" in metrics:
         result.update({k: float(v) for k, v in mode_coverage(fake, mixture.centers, mixture.std).items()})
+    if "acc" in metrics:
+        result.update(class_accuracy(generator, net, num_classes, n, z_dim, batch_size, seed, device))
     return result

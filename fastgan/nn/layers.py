@@ -46,20 +46,53 @@ class BatchNormAct(nn.BatchNorm2d):
         return super().extra_repr() + f", act={self.act!r}"
 
 
+class ConditionalBatchNormAct(nn.BatchNorm2d):
+    """Conditional batch norm followed by an activation, fused: batch norm without an affine of its own, then
+    each sample's class's scale and shift (rows of two (num_classes, C) tables, initialised to 1 and 0), then the
+    activation (de Vries et al. 2017; the generator of Miyato & Koyama 2018). forward(x, labels) with int64
+    labels (N,) in [0, num_classes)."""
+
+    def __init__(self, num_features: int, num_classes: int, act: str = "relu", alpha: float | None = None,
+                 eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=False)
+        activation_spec(act)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"ConditionalBatchNormAct: num_classes must be a positive integer; got {num_classes!r}")
+        self.num_classes, self.act, self.alpha = num_classes, act, alpha
+        self.class_weight = nn.Parameter(torch.ones(num_classes, num_features))
+        self.class_bias = nn.Parameter(torch.zeros(num_classes, num_features))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        return batch_norm_act(x, self.class_weight[labels], self.class_bias[labels], self.running_mean,
+                              self.running_var, self.training, self.momentum, self.eps, self.act, self.alpha)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", num_classes={self.num_classes}, act={self.act!r}"
+
+
 class ConvTransposeBlock(nn.Module):
     """ConvTranspose2d (cuDNN on GPU) followed by a fused norm + activation epilogue.
 
     norm="batch" uses BatchNormAct (the convolution then has no bias: batch norm removes it);
     norm="none" uses BiasAct with the convolution's bias moved into the epilogue.
+    num_classes > 0 with norm="batch": ConditionalBatchNormAct, and forward takes the samples' labels.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 4, stride: int = 2,
-                 padding: int = 1, norm: str = "batch", act: str = "relu", alpha: float | None = None):
+                 padding: int = 1, norm: str = "batch", act: str = "relu", alpha: float | None = None,
+                 num_classes: int = 0):
         super().__init__()
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
-        self.post = _epilogue(out_channels, norm, act, alpha)
+        if num_classes and norm == "batch":
+            self.post = ConditionalBatchNormAct(out_channels, num_classes, act, alpha)
+        else:
+            self.post = _epilogue(out_channels, norm, act, alpha)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(self.post, ConditionalBatchNormAct):
+            return self.post(self.conv(x), labels)
         return self.post(self.conv(x))
 
 

@@ -50,6 +50,11 @@ class TrainConfig:
     d_width: int = _f(32, "DCGAN: channels of D's first block (doubling toward 4x4); resnet: of every D block at 16 "
                           "and 32 px, of the first at 64 px (doubling to 16x)")
     mlp_hidden: tuple[int, ...] = _f((256, 256), "MLP: hidden layer widths of G and D, comma-separated")
+    conditional: bool = _f(False, "class-conditional G and D on the data's labels (dcgan, resnet: conditional batch "
+                                  "norm in G, projection D; mlp: a one-hot label joins G's noise and D's input); "
+                                  "sample grids show one class per row")
+    num_classes: int = _f(0, "conditional: number of classes (0: from the data, its largest label + 1; the run "
+                             "records it)")
     # Optimisation
     steps: int = _f(2000, "generator updates")
     batch_size: int = _f(64, "samples per D and per G update in each process (global batch: batch_size x processes)")
@@ -292,6 +297,10 @@ class TrainConfig:
                 bad(name, f"must be {' or '.join(map(str, values))} for model {self.model}: {why}")
         if self.hflip and kind != "images":
             bad("hflip", f"flips images; {self.dataset} holds {kind}")
+        if self.num_classes < 0 or (self.num_classes and not self.conditional):
+            bad("num_classes", "must be >= 0, and applies to conditional runs only (--conditional)")
+        if self.conditional and self.pac != 1:
+            bad("pac", "must be 1 with conditional: D judges each sample against its own label")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

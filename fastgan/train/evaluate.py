@@ -16,7 +16,8 @@ def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 25
     """Metrics of n samples of a run's EMA generator, with "step" (the checkpoint's training step) added.
 
     Images and points: fastgan.metrics.evaluate_generator against `dataset` (default: the run's own; give
-    it when a run's .fgd file has moved since training), with `metrics` and `extractor`. Sequence and
+    it when a run's .fgd file has moved since training), with `metrics` and `extractor`; a conditional run's
+    generator gets balanced labels, and on the digits its class accuracy is scored too. Sequence and
     token runs are scored with their family's own metrics on the data they were trained on (rebuilt
     from the run's seed); `seed` draws the samples.
     """
@@ -32,7 +33,8 @@ def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 25
     generator, config, step = load_generator(ckpt, ema=True, device=device)
     if data.dataset_kind(config.dataset) in ("images", "points"):
         result = evaluate_generator(generator, config.dataset if dataset is None else dataset, config.resolution,
-                                    config.z_dim, metrics, n, batch_size, device, seed, extractor)
+                                    config.z_dim, metrics, n, batch_size, device, seed, extractor,
+                                    num_classes=config.num_classes if config.conditional else 0)
         return {"step": step, **result}
     for option, value in (("metrics", metrics), ("dataset", dataset)):
         if value:

@@ -33,13 +33,23 @@ class ImageData:
         self.loader = Loader(self.dataset, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
                              hflip=config.hflip, device=device, rank=dist.rank, world_size=dist.world_size)
 
+    @property
+    def labels(self):
+        """The int64 class labels (N,) of every image, or None when the data has none."""
+        return self.dataset.labels
+
     def batches(self, trainer):
+        for images, _ in self.labelled_batches(trainer):
+            yield images
+
+    def labelled_batches(self, trainer):
+        """Endless (images, int64 labels) batches, resuming as batches does."""
         epoch, skip = divmod(trainer.batches_seen, len(self.loader))
         while True:
             self.loader.set_epoch(epoch)
-            for i, (images, _) in enumerate(self.loader):
+            for i, batch in enumerate(self.loader):
                 if i >= skip:
-                    yield images
+                    yield batch
             skip, epoch = 0, epoch + 1
 
 

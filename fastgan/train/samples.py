@@ -125,16 +125,16 @@ SAMPLE_SUFFIX = {"images": ".png", "points": ".png", "sequences": ".png", "token
 
 
 def write_samples(samples: torch.Tensor, kind: str, path: str | Path, centers: torch.Tensor | None = None,
-                  values: bool = False) -> list[Path]:
+                  values: bool = False, nrow: int | None = None) -> list[Path]:
     """Write samples of `kind` to path (its suffix replaced by the kind's); returns the files written.
 
     centers: the mixture centres drawn over 2D points. values: sequences also go, as float32 (N, T, F),
-    to the .npy of the same name.
+    to the .npy of the same name. nrow: images per row of an image grid (default: a square).
     """
     path = Path(path).with_suffix(SAMPLE_SUFFIX[kind])
     written = [path]
     if kind == "images":
-        save_image_grid(samples, path)
+        save_image_grid(samples, path, nrow)
     elif kind == "points":
         save_scatter(samples, path, centers)
     elif kind == "sequences":

@@ -42,4 +42,4 @@ class Family:
 
 #: config fields that only the families listing them in Family.options honour
 OPTIONAL_FIELDS = ("spectral_norm", "mbstd", "pac", "diffaug", "instance_noise", "r1_gamma", "gp_weight", "compile",
-                   "sync_bn")
+                   "sync_bn", "conditional")

@@ -1,7 +1,10 @@
-"""The GAN family (MLP GAN, DCGAN): alternating D and G updates with the stability toolkit."""
+"""The GAN family (MLP GAN, DCGAN): alternating D and G updates with the stability toolkit, unconditional or
+class-conditional (--conditional: G and D read each sample's label)."""
 from __future__ import annotations
 
 import contextlib
+import functools
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -9,23 +12,55 @@ from torch import nn
 from ... import losses
 from ...models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ...nn import diff_augment, instance_noise, instance_noise_std
-from ..base import BaseTrainer
+from ..base import SAMPLES, BaseTrainer
+from ..samples import write_samples
 from .family import OPTIONAL_FIELDS, Family
+
+
+def num_classes(config) -> int:
+    """The classes a run's networks are built for: config.num_classes for a conditional run, else 0."""
+    return config.num_classes if config.conditional else 0
 
 
 def build_models(config, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
     """G and D for data of shape (C, H, W) or (2,) (points in the plane)."""
-    d_options = dict(spectral_norm=config.spectral_norm, mbstd=config.mbstd, pac=config.pac)
+    k = num_classes(config)
+    d_options = dict(spectral_norm=config.spectral_norm, mbstd=config.mbstd, pac=config.pac, num_classes=k)
     if len(data_shape) == 1:
-        g = MLPGenerator(config.z_dim, config.mlp_hidden, data_shape, out_act="linear")
+        g = MLPGenerator(config.z_dim, config.mlp_hidden, data_shape, out_act="linear", num_classes=k)
         return g, MLPDiscriminator(data_shape, config.mlp_hidden, **d_options)
     if config.model == "mlp":
-        return (MLPGenerator(config.z_dim, config.mlp_hidden, data_shape),
+        return (MLPGenerator(config.z_dim, config.mlp_hidden, data_shape, num_classes=k),
                 MLPDiscriminator(data_shape, config.mlp_hidden, **d_options))
     c, h, w = data_shape
     if h != w:
         raise ValueError(f"DCGAN needs square images; the dataset has {h}x{w}")
-    return DCGANGenerator(config.z_dim, h, c, config.g_width), DCGANDiscriminator(h, c, config.d_width, **d_options)
+    return (DCGANGenerator(config.z_dim, h, c, config.g_width, num_classes=k),
+            DCGANDiscriminator(h, c, config.d_width, **d_options))
+
+
+def class_count(config, data) -> int:
+    """The number of classes of a conditional run on `data`: its largest label + 1, or config.num_classes when
+    given; a ValueError saying what to do when the data has no labels or a label does not fit."""
+    labels = getattr(data, "labels", None)
+    if labels is None:
+        raise ValueError(f"--conditional needs class labels and {config.dataset} has none: train on labelled data "
+                         f"(digits, or a .fgd that `fastgan prepare` made from a folder with a subfolder per class, "
+                         f"CIFAR-10, MNIST or an .npz with labels), or drop --conditional")
+    if len(labels) == 0 or labels.min() < 0:
+        raise ValueError(f"{config.dataset}: class labels must be 0 or more for --conditional; the smallest is "
+                         f"{labels.min() if len(labels) else 'missing (no images)'}")
+    found = int(labels.max()) + 1
+    if config.num_classes and config.num_classes < found:
+        raise ValueError(f"{config.dataset}: labels go up to {found - 1}, beyond --num-classes {config.num_classes}; "
+                         f"pass --num-classes {found} or more, or 0 to take it from the data")
+    return config.num_classes or found
+
+
+def grid_labels(n: int, classes: int) -> torch.Tensor:
+    """Labels of a conditional sample grid: max(1, n // classes) samples of each class, class by class, so that a
+    grid of that many columns has one class per row."""
+    return torch.arange(classes).repeat_interleave(max(1, n // classes))
 
 
 class GANTrainer(BaseTrainer):
@@ -34,6 +69,9 @@ class GANTrainer(BaseTrainer):
 
     def __init__(self, config, dist=None):
         super().__init__(config, dist)
+        if config.conditional:
+            # Recorded in the run's config, so that samplers and evaluations build the same networks.
+            config.num_classes = class_count(config, self.data)
         torch.manual_seed(config.seed)
         networks = self.build_networks(config, self.data_shape)
         g, d = networks["generator"], networks["discriminator"]
@@ -66,10 +104,18 @@ class GANTrainer(BaseTrainer):
     def _noise(self) -> torch.Tensor:
         return self.shared_noise(self.config.batch_size * self._packs_of_fresh, self.config.z_dim)
 
-    def _real(self, batches) -> torch.Tensor:
+    def real_batches(self):
+        """Images, or with --conditional (images, labels) pairs."""
+        return self.data.labelled_batches(self) if self.config.conditional else super().real_batches()
+
+    def _real(self, batches) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """(real images, what G and D are conditioned on: () or (labels,))."""
         k = self._packs_of_fresh
         self.batches_seen += k
-        return next(batches) if k == 1 else torch.cat([next(batches) for _ in range(k)])
+        if self.config.conditional:  # pac is 1 (TrainConfig checks), so k is 1
+            images, labels = next(batches)
+            return images, (labels,)
+        return (next(batches) if k == 1 else torch.cat([next(batches) for _ in range(k)])), ()
 
     def _d_input(self, x: torch.Tensor, std: float) -> torch.Tensor:
         """What D sees of a real or fake batch: augmented and noised the same way for both."""
@@ -82,29 +128,31 @@ class GANTrainer(BaseTrainer):
     # -- one step -----------------------------------------------------------------------------
 
     def train_step(self, batches) -> dict[str, torch.Tensor]:
-        """n_critic D updates, then one G update on the last D update's fake batch."""
+        """n_critic D updates, then one G update on the last D update's fake batch. A conditional run's fake
+        batch takes the real batch's labels: the data's class frequencies, and each class in equal numbers on
+        both sides of D."""
         cfg = self.config
         r1_now = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
         std = instance_noise_std(self.step, cfg.steps, cfg.instance_noise) if cfg.instance_noise else 0.0
         for i in range(cfg.n_critic):
-            real = self._real(batches)
+            real, cond = self._real(batches)
             last = i == cfg.n_critic - 1
             with self.autocast(), (contextlib.nullcontext() if last else torch.no_grad()):
-                fake = self.g_fwd(self._noise())
-            d_stats = self._d_update(real, fake.detach(), r1_now and i == 0, std)
-        g_stats = self._g_update(fake, std)
+                fake = self.g_fwd(self._noise(), *cond)
+            d_stats = self._d_update(real, fake.detach(), cond, r1_now and i == 0, std)
+        g_stats = self._g_update(fake, cond, std)
         self.end_step()
         return {**d_stats, **g_stats}
 
-    def _d_update(self, real, fake, with_r1: bool, std: float) -> dict[str, torch.Tensor]:
+    def _d_update(self, real, fake, cond: tuple, with_r1: bool, std: float) -> dict[str, torch.Tensor]:
         cfg = self.config
         real, fake = self._d_input(real, std), self._d_input(fake, std)
         if with_r1:
             # R1 differentiates D at exactly what D judged (the augmented real batch), as in DiffAugment's code.
             real = real.detach().requires_grad_(True)
         with self.autocast():
-            real_logits = (self.discriminator if with_r1 else self.d_fwd)(real)
-            fake_logits = self.d_fwd(fake)
+            real_logits = (self.discriminator if with_r1 else self.d_fwd)(real, *cond)
+            fake_logits = self.d_fwd(fake, *cond)
         loss = losses.d_loss(real_logits.float(), fake_logits.float(), cfg.d_loss, cfg.label_smoothing)
         stats = {"d_loss": loss.detach(), "real_logit": real_logits.detach().float().mean(),
                  "fake_logit": fake_logits.detach().float().mean()}
@@ -114,15 +162,16 @@ class GANTrainer(BaseTrainer):
             stats["r1"] = r1.detach()
         if cfg.gp_weight > 0:
             with self.autocast():
-                gp = losses.gradient_penalty(self.discriminator, real.detach(), fake, generator=self.rank_rng)
+                critic = functools.partial(self.discriminator, labels=cond[0]) if cond else self.discriminator
+                gp = losses.gradient_penalty(critic, real.detach(), fake, generator=self.rank_rng)
             loss = loss + cfg.gp_weight * gp
             stats["gp"] = gp.detach()
         self.update("discriminator", loss)
         return stats
 
-    def _g_update(self, fake, std: float) -> dict[str, torch.Tensor]:
+    def _g_update(self, fake, cond: tuple, std: float) -> dict[str, torch.Tensor]:
         with self.autocast():
-            fake_logits = self.d_fwd(self._d_input(fake, std))
+            fake_logits = self.d_fwd(self._d_input(fake, std), *cond)
         loss = losses.g_loss(fake_logits.float(), self.config.g_loss)
         # Only G's gradients are wanted; D's parameters keep requires_grad (no toggling in compiled code).
         self.update("generator", loss)
@@ -130,6 +179,47 @@ class GANTrainer(BaseTrainer):
 
     def samples_per_step(self) -> int:
         return self.config.batch_size * self._packs_of_fresh * self.config.n_critic * self.dist.world_size
+
+    # -- conditional samples and scores -------------------------------------------------------
+
+    @classmethod
+    def draw_samples(cls, sampler: nn.Module, config, n: int, seed: int, device,
+                     labels: torch.Tensor | None = None) -> torch.Tensor:
+        """BaseTrainer.draw_samples; a conditional run's samples are of the given labels (n of them), by default
+        balanced ones (fastgan.models.conditional.balanced_labels)."""
+        if labels is None or not config.conditional:
+            if labels is not None:
+                raise ValueError(f"labels: the {config.model} run is not conditional (trained without --conditional)")
+            return super().draw_samples(sampler, config, n, seed, device)
+        z = torch.randn(n, *cls.noise_shape(config), generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            return torch.cat([sampler(zs.to(device), ys.to(device)) for zs, ys in zip(z.split(1000),
+                                                                                    labels.split(1000))])
+
+    def write_samples(self, run_dir: Path) -> None:
+        """BaseTrainer.write_samples; a conditional image run's grids have one class per row."""
+        cfg = self.config
+        if not (cfg.conditional and self.data.kind == "images"):
+            return super().write_samples(run_dir)
+        labels = grid_labels(cfg.n_samples, cfg.num_classes)
+        g = self.sampler()
+        was_training = g.training
+        g.eval()
+        try:
+            samples = self.draw_samples(g, cfg, len(labels), cfg.seed + 1, self.device, labels)
+        finally:
+            g.train(was_training)
+        columns = len(labels) // cfg.num_classes
+        write_samples(samples, "images", run_dir / SAMPLES, nrow=columns)
+        (run_dir / SAMPLES).mkdir(exist_ok=True)
+        write_samples(samples, "images", run_dir / SAMPLES / f"step{self.step:07d}", nrow=columns)
+
+    def evaluate(self, n: int | None = None, seed: int | None = None, **options) -> dict[str, float]:
+        """BaseTrainer.evaluate; a conditional run's also reports class_accuracy where a classifier of its
+        classes exists (fastgan.metrics.evaluate_generator's num_classes)."""
+        if self.config.conditional:
+            options.setdefault("num_classes", self.config.num_classes)
+        return super().evaluate(n, seed, **options)
 
 
 GAN_OPTIONS = frozenset(OPTIONAL_FIELDS)

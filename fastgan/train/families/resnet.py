@@ -5,7 +5,7 @@ from torch import nn
 
 from ...models import ResNetDiscriminator, ResNetGenerator
 from .family import Family
-from .gan import GAN_OPTIONS, GANTrainer
+from .gan import GAN_OPTIONS, GANTrainer, num_classes
 
 
 class ResNetTrainer(GANTrainer):
@@ -16,9 +16,10 @@ class ResNetTrainer(GANTrainer):
         c, h, w = data_shape
         if h != w:
             raise ValueError(f"ResNet GAN needs square images; the dataset has {h}x{w}")
+        k = num_classes(config)
         d = ResNetDiscriminator(h, c, config.d_width, spectral_norm=config.spectral_norm, mbstd=config.mbstd,
-                                pac=config.pac)
-        return {"generator": ResNetGenerator(config.z_dim, h, c, config.g_width), "discriminator": d}
+                                pac=config.pac, num_classes=k)
+        return {"generator": ResNetGenerator(config.z_dim, h, c, config.g_width, num_classes=k), "discriminator": d}
 
 
 RESNET = Family(
