@@ -1,7 +1,8 @@
 """torch.compile(fullgraph=True), default inductor backend, on the CPU, of a small GAN built from fastgan.nn blocks.
 
 The generator and discriminator use ConvTransposeBlock / ConvBlock with both fused epilogues (batch
-norm + activation and bias + activation) and the fused d_loss / g_loss on the logits. fullgraph=True
+norm + activation and bias + activation) and the fused d_loss / g_loss on the logits; without a Triton
+kernel they trace as plain torch ops, where one runs as the fastgan ops. fullgraph=True
 raises on any graph break; the compiled losses, parameter gradients and batch-norm running statistics
 must equal eager ones to float32 rounding. Inductor compiles once for the whole module (its C++
 kernels take tens of seconds to build on a 2-core CPU), and the second training step must reuse that.
@@ -78,12 +79,29 @@ def steps(models):
     return [first, second]
 
 
-def test_the_gan_traces_as_one_graph_containing_the_fused_ops():
+def _traced_ops() -> set[str]:
     explanation = torch._dynamo.explain(TinyGAN())(*_inputs(0))
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
-    traced = {str(node.target).rsplit(".", 1)[0] for node in explanation.graphs[0].graph.nodes
-              if node.op == "call_function"}
+    return {str(node.target).rsplit(".", 1)[0] for node in explanation.graphs[0].graph.nodes
+            if node.op == "call_function"}
+
+
+def test_without_a_kernel_the_gan_traces_as_one_graph_of_plain_torch_ops():
+    # No Triton kernel on the CPU: the fused ops trace as their eager paths' torch ops, which inductor fuses.
+    traced = _traced_ops()
+    assert not {op for op in traced if op.startswith("fastgan.")}, traced
+    assert any("batch_norm" in op for op in traced) and any("softplus" in op for op in traced), traced
+
+
+def test_where_a_kernel_runs_the_gan_traces_as_one_graph_containing_the_fused_ops(monkeypatch):
+    import fastgan.fused.batch_norm_act
+    import fastgan.fused.bias_act
+    import fastgan.fused.gan_loss
+
+    for module in (fastgan.fused.bias_act, fastgan.fused.batch_norm_act, fastgan.fused.gan_loss):
+        monkeypatch.setattr(module, "runs_eager", lambda t, min_numel: False)  # what a CUDA tensor sees
+    traced = _traced_ops()
     assert FUSED_OPS <= traced, traced
 
 

@@ -100,9 +100,9 @@ def test_each_fused_op_has_a_kernel_module_of_the_same_stem():
 @pytest.fixture
 def fresh_backend(monkeypatch):
     """backend() recomputed from the environment this test sets, and again after it."""
-    fused_backend.backend.cache_clear()
+    fused_backend._choose.cache_clear()
     yield monkeypatch
-    fused_backend.backend.cache_clear()
+    fused_backend._choose.cache_clear()
 
 
 def test_fused_backend_face_is_the_fused_dispatch():

@@ -22,7 +22,7 @@ def _has_triton() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-@functools.cache
+@torch.compiler.assume_constant_result  # torch.compile reads the choice rather than tracing how it is made
 def backend() -> str:
     """'triton' or 'reference'.
 
@@ -31,6 +31,11 @@ def backend() -> str:
     tensors, which is how the tests exercise them without a GPU). Unset, fastgan uses Triton when
     it is installed and a CUDA device is present, and the reference otherwise.
     """
+    return _choose()
+
+
+@functools.cache
+def _choose() -> str:
     choice = _requested()
     has_triton = _has_triton()
     if choice == "triton":

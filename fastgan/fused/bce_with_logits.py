@@ -246,7 +246,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     """
     if (weight is None and pos_weight is None and type(input) is torch.Tensor and type(target) is torch.Tensor
             and input.dtype == target.dtype and input.shape == target.shape and input.is_floating_point()
-            and not target.requires_grad and reduction in REDUCTIONS and runs_eager(input, MIN_NUMEL_LOSS)):
+            and not target.requires_grad and reduction in REDUCTIONS and runs_eager(input, MIN_NUMEL_LOSS)
+            and not torch.compiler.is_compiling()):
         return _BCEEager.apply(input, target, None, reduction)  # the common call, checked in one expression
     name = "binary_cross_entropy_with_logits"
     _check_tensor(name, "input", input)
@@ -273,7 +274,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
         checked.append(t)
     weight, pos_weight = checked
     if runs_eager(input, MIN_NUMEL_LOSS):
-        if pos_weight is None and _eager_args(input, target, weight):
+        # Traced, the reference: _BCEEager's NaN check reads a value, which would break the graph.
+        if pos_weight is None and _eager_args(input, target, weight) and not torch.compiler.is_compiling():
             return _BCEEager.apply(input, target, weight, reduction)
         return bce_with_logits_reference(input, target, weight, reduction, pos_weight)
     fused = (input.numel() > 0 and computing != torch.float64

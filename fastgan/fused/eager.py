@@ -2,10 +2,11 @@
 
 A fast eager path computes an op with plain differentiable torch ops (or, for bce_with_logits, a small
 autograd.Function) and lets torch's autograd do the backward, so an eager call on the CPU pays neither the
-torch.library dispatcher (~30 us a call, ~105 us with autograd) nor a Python backward. It runs where the
-op would run its reference anyway: no Triton kernel for the tensor (the CPU without the interpreter,
-float64, CUDA tensors below the op's MIN_NUMEL), and not under torch.compile, whose graphs keep seeing the
-one fastgan op.
+torch.library dispatcher (~30 us a call, ~105 us with autograd) nor a Python backward. It runs wherever the
+op has no Triton kernel for the tensor (the CPU without the interpreter, float64, CUDA tensors below the op's
+MIN_NUMEL), traced by torch.compile too: there the fastgan op would only run the same torch ops behind a
+wall inductor cannot see through, while traced ones fuse with their neighbours (a DCGAN-32 step compiled
+on the CPU went from 0.8x to 1.0x of eager). Where a kernel runs, compiled graphs keep the one fastgan op.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from .backend import use_triton
 
 
 def runs_eager(t: torch.Tensor, min_numel: int) -> bool:
-    """Whether an op on t takes its fast eager path: not tracing, and no Triton kernel for t."""
-    return not torch.compiler.is_compiling() and not use_triton(t, min_numel)
+    """Whether an op on t takes its fast eager path (eagerly or traced): no Triton kernel for t."""
+    return not use_triton(t, min_numel)
 
 
 # The in-place form of each activation in fastgan.fused.activations.ACTIVATIONS (tests check that every row

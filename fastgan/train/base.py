@@ -142,6 +142,10 @@ class BaseTrainer:
     def add_network(self, name: str, module: nn.Module, lr: float | None = None) -> nn.Module:
         """Register a network (moved to the device, the same on every process); with lr, give it an Adam optimizer."""
         module = module.to(self.device)
+        if any(isinstance(m, nn.modules.conv._ConvNd) and m.weight.ndim == 4 for m in module.modules()):
+            # oneDNN's convolutions (and cuDNN's with tensor cores) run fastest on channels_last tensors: a DCGAN-32
+            # step is ~1.2x faster on the CPU. Activations follow the weights' layout; the results are unchanged.
+            module = module.to(memory_format=torch.channels_last)
         if self.dist.world_size > 1:
             from .distributed import broadcast_parameters
 
