@@ -5,6 +5,7 @@ import pytest
 import torch
 from state_compare import assert_same
 
+import fastgan.train.base as base_module
 from fastgan.train import CheckpointError, TrainConfig, Trainer, load_checkpoint, load_generator, train
 
 SMALL = dict(dataset="digits", resolution=16, model="dcgan", g_width=8, d_width=8, z_dim=16, batch_size=16,
@@ -119,8 +120,9 @@ def test_mixed_precision_runs_on_cpu(tmp_path, amp):
 
 
 @pytest.mark.slow
-def test_compiled_training_runs_and_matches_eager(tmp_path):
-    # DCGAN: the compiled graphs contain fastgan's custom ops (losses, bias_act, batch_norm_act).
+def test_compiled_training_runs_and_matches_eager(tmp_path, monkeypatch):
+    # Compiled on the CPU too here, where --compile otherwise trains eagerly (it does not pay there).
+    monkeypatch.setattr(base_module, "COMPILE_PAYS_ON", ("cuda", "cpu"))
     eager = Trainer(small(tmp_path, g_width=4, d_width=4))
     compiled = Trainer(small(tmp_path, g_width=4, d_width=4, compile=True))
     b1, b2 = eager.real_batches(), compiled.real_batches()
@@ -129,6 +131,14 @@ def test_compiled_training_runs_and_matches_eager(tmp_path):
     torch.testing.assert_close(s1["d_loss"], s2["d_loss"], rtol=1e-4, atol=1e-5)
     for p1, p2 in zip(eager.generator.parameters(), compiled.generator.parameters()):
         torch.testing.assert_close(p1, p2, rtol=1e-4, atol=1e-5)
+    assert compiled.g_fwd is not compiled.generator
+
+
+def test_compile_trains_eagerly_where_it_does_not_pay_and_says_so(tmp_path, capsys):
+    trainer = Trainer(small(tmp_path, g_width=4, d_width=4, compile=True))
+    assert trainer.g_fwd is trainer.generator and trainer.d_fwd is trainer.discriminator
+    err = capsys.readouterr().err
+    assert err.count("--compile: torch.compile does not speed up training on cpu") == 1, err
 
 
 def test_ema_tracks_the_generator(tmp_path):

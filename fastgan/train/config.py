@@ -83,7 +83,7 @@ class TrainConfig:
     instance_noise: float = _f(0.0, "std of Gaussian noise added to D's inputs, annealed linearly to 0 over the run")
     ema_decay: float = _f(0.999, "EMA decay of G's weights for samples and evaluation (0: no EMA)")
     amp: str | None = _f(None, "mixed precision: bf16, fp16 (with loss scaling) or none", AMP_MODES)
-    compile: bool = _f(False, "torch.compile G and D")
+    compile: bool = _f(False, "torch.compile G and D where it pays (CUDA); on the CPU it trains eagerly and says so")
     # Other families
     vae_width: int = _f(32, "vae, vaegan: channels of the encoder's first and the decoder's last hidden block (DCGAN layout)")
     vae_beta: float = _f(1.0, "vae, rvae: weight of the KL term (1: the ELBO; otherwise a beta-VAE); vaegan: of the "

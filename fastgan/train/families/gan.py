@@ -87,8 +87,7 @@ class GANTrainer(BaseTrainer):
         self.add_ema("generator")
         # Compiled callables share parameters with the eager modules; the eager D serves R1 and
         # WGAN-GP, whose double backward torch.compile does not support.
-        self.g_fwd = torch.compile(self.generator) if config.compile else self.generator
-        self.d_fwd = torch.compile(self.discriminator) if config.compile else self.discriminator
+        self.g_fwd, self.d_fwd = self.compiled(self.generator), self.compiled(self.discriminator)
 
     @staticmethod
     def build_networks(config, data_shape: tuple[int, ...]) -> dict[str, nn.Module]:
