@@ -165,6 +165,15 @@ def calls_batch_norm_act():
             _backward(ops.batch_norm_act(x, w, b, *stats, False, 0.1, 1e-5, act), [x, w, b])
         x = _leaf(shape, dtype, cl)
         _backward(ops.batch_norm_act(x, None, None, None, None, True, 0.1, 1e-5, "lrelu"), [x])
+        # Per-sample (N, C) weight and bias (conditional batch norm), with a per-channel or absent partner.
+        n, c = shape[:2]
+        for w, b in (((n, c), (n, c)), ((c,), (n, c)), (None, (n, c)), ((n, c), None)):
+            x = _leaf(shape, dtype, cl)
+            w, b = (None if w is None else _leaf(w)), (None if b is None else _leaf(b))
+            for training in (True, False):
+                stats = torch.zeros(c), torch.ones(c)
+                out = ops.batch_norm_act(x, w, b, *stats, training, 0.1, 1e-5, list(acts)[-1])
+                _backward(out, [t for t in (x, w, b) if t is not None])
     for shape, cl in EPILOGUE_SHAPES:
         if shape[0] * (shape[2] * shape[3] if len(shape) == 4 else 1) >= 2:  # training needs two values a channel
             run(shape, torch.float32, cl)

@@ -506,6 +506,114 @@ def test_batch_norm_act_kernel_matches_reference_on_channels_last(training, dtyp
     _check_batch_norm_grads(grads, _grads(ref, (x, w, b), dy), x, w, dy, mean, rstd)
 
 
+# ---------------------------------------------------------------- batch_norm_act with per-sample weight and bias
+
+def _per_sample_grad_scales(x, weight, dy, mean, rstd):
+    """Bounds on the terms summed into (dx, dweight, dbias) of batch norm with per-sample (N, C) or per-channel
+    weight: dxhat = dz * w, dx = (dxhat - sum dxhat / n - xhat * sum dxhat * xhat / n) * rstd; dweight and dbias
+    are sums over each sample's positions (the per-channel one's also over the samples)."""
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    xhat = (x.detach().float() - mean.reshape(shape)) * rstd.reshape(shape)
+    ady = dy.float().abs()
+    w = torch.ones(x.shape[1]) if weight is None else weight.detach().float().abs()
+    aw = w.reshape(([1] if w.ndim == 1 else [x.shape[0]]) + [x.shape[1]] + [1] * (x.ndim - 2))
+    n = x.numel() // x.shape[1]
+    dxhat = ady * aw
+    dx = (dxhat + _sum_except(dxhat, 1).reshape(shape) / n
+          + xhat.abs() * _sum_except(dxhat * xhat.abs(), 1).reshape(shape) / n) * rstd.reshape(shape)
+    spatial = list(range(2, x.ndim))
+
+    def per(t, like):
+        sums = t.sum(spatial) if spatial else t
+        return sums if like is None or like.ndim == 2 else sums.sum(0)
+    return dx, per(ady * xhat.abs(), weight), per(ady, None)
+
+
+def _per_sample_inputs(shape, g, dtype, weight_rows=True, bias_rows=True, channels_last=False):
+    n, c = shape[:2]
+    x = (_channels_last(shape, g, dtype) if channels_last else torch.randn(shape, generator=g).to(dtype)) * 2 + 1
+    w = torch.rand((n, c) if weight_rows else (c,), generator=g) + 0.5
+    b = torch.randn((n, c) if bias_rows else (c,), generator=g)
+    return x.detach().requires_grad_(), w.requires_grad_(), b.requires_grad_()
+
+
+@kernel_test
+@pytest.mark.parametrize("act", list(reference.ACTIVATIONS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape, channels_last", [((3, 4, 5, 7), False), ((3, 4, 5, 6), True), ((9, 5), False)])
+def test_per_sample_batch_norm_act_kernels_match_reference(act, dtype, training, shape, channels_last):
+    g = torch.Generator().manual_seed(7)
+    x, w, b = _per_sample_inputs(shape, g, dtype, channels_last=channels_last)
+    c = shape[1]
+    stats = [torch.randn(c, generator=g), torch.rand(c, generator=g) + 0.5]
+    ref_stats = [s.clone() for s in stats]
+    dy = torch.randn(shape, generator=g).to(dtype)
+    if channels_last:
+        dy = dy.contiguous(memory_format=torch.channels_last)
+    function = "forward_train_per_sample" if training else "affine_act"
+    with _kernel_calls("batch_norm_act", function) as forward, \
+            _kernel_calls("batch_norm_act", "backward_per_sample") as backward:
+        out = ops.batch_norm_act(x, w, b, *stats, training, 0.1, 1e-5, act, 0.2)
+        grads = _grads(out, (x, w, b), dy)
+    assert forward.call_count == 1 and backward.call_count == 1
+    assert out.shape == x.shape and out.dtype == dtype and out.is_contiguous() == x.is_contiguous()
+    ref = reference.batch_norm_act(x, w, b, *ref_stats, training, 0.1, 1e-5, act, 0.2)
+    _close(out, ref, dtype)
+    for s, r in zip(stats, ref_stats):
+        _close(s, r, torch.float32)
+    mean, rstd = _batch_stats(x) if training else (stats[0].clone(), torch.rsqrt(stats[1] + 1e-5))
+    for a, e, scale in zip(grads, _grads(ref, (x, w, b), dy), _per_sample_grad_scales(x, w, dy, mean, rstd)):
+        assert a.shape == e.shape and a.dtype == e.dtype
+        _close_to_scale(a, e, scale)
+
+
+@kernel_test
+@pytest.mark.parametrize("weight_rows, bias_rows, absent", [(True, False, None), (True, False, "bias"),
+                                                             (False, True, None), (False, True, "weight")])
+def test_per_sample_kernels_take_per_channel_or_absent_partners(weight_rows, bias_rows, absent):
+    g = torch.Generator().manual_seed(8)
+    x, w, b = _per_sample_inputs((4, 3, 6, 5), g, torch.float32, weight_rows, bias_rows)
+    w, b = (None if absent == "weight" else w), (None if absent == "bias" else b)
+    inputs = [t for t in (x, w, b) if t is not None]
+    with _kernel_calls("batch_norm_act", "backward_per_sample") as backward:
+        out = ops.batch_norm_act(x, w, b, None, None, True, act="lrelu", alpha=0.2)
+        grads = _grads(out, inputs, torch.ones_like(out))
+    assert backward.call_count == 1
+    ref = reference.batch_norm_act(x, w, b, None, None, True, act="lrelu", alpha=0.2)
+    _close(out, ref, torch.float32)
+    scales = _per_sample_grad_scales(x, w, torch.ones_like(out), *_batch_stats(x))
+    scales = [scales[0]] + [sc for t, sc in zip((w, b), scales[1:]) if t is not None]
+    for a, e, scale in zip(grads, _grads(ref, inputs, torch.ones_like(out)), scales):
+        assert a.shape == e.shape
+        _close_to_scale(a, e, scale)
+
+
+@kernel_test
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_per_sample_batch_norm_act_takes_three_launches_forward_and_two_backward(dtype, channels_last):
+    g = torch.Generator().manual_seed(9)
+    x, w, b = _per_sample_inputs((4, 6, 7, 7), g, dtype, channels_last=channels_last)
+    stats = torch.zeros(6), torch.ones(6)
+    fwd, bwd = _budget(lambda: ops.batch_norm_act(x, w, b, *stats, True, 0.1, 1e-5, "relu"), (x, w, b), 3, 2)
+    assert len(fwd.triton) == 3 and len(bwd.triton) == 2
+
+
+@kernel_test
+def test_per_sample_kernels_over_many_channel_blocks_and_positions():
+    # 70 channels: two channel blocks of 64; 33 x 35 positions: several position blocks per sample.
+    g = torch.Generator().manual_seed(10)
+    x, w, b = _per_sample_inputs((3, 70, 33, 35), g, torch.float32)
+    out = ops.batch_norm_act(x, w, b, None, None, True, act="tanh")
+    dy = torch.randn(x.shape, generator=g)
+    ref = reference.batch_norm_act(x, w, b, None, None, True, act="tanh")
+    _close(out, ref, torch.float32)
+    for a, e, scale in zip(_grads(out, (x, w, b), dy), _grads(ref, (x, w, b), dy),
+                           _per_sample_grad_scales(x, w, dy, *_batch_stats(x))):
+        _close_to_scale(a, e, scale)
+
+
 # ---------------------------------------------------------------- many blocks, groups and loop iterations
 # At their real sizes (1024-element blocks and tiles, 512 programs, 1024 partials per step of the ordered
 # sum) the small tensors above fit in one or two blocks: the loops that add partials (the last program's

@@ -7,9 +7,9 @@ fastgan.fused.backend.use_triton says so and the reference otherwise, a fake imp
 formula whose create_graph backward is written in differentiable torch ops.
 
 weight and bias are per channel (C,) or per sample (N, C): conditional batch norm (de Vries et al. 2017;
-Miyato & Koyama 2018) gives each sample its class's scale and shift. The per-sample form is computed with
-torch ops on every device (the Triton kernels take per-channel ones); its gradients are per-sample sums
-(N, C) over the spatial dimensions.
+Miyato & Koyama 2018) gives each sample its class's scale and shift, in the same passes (kernels'
+forward_train_per_sample, affine_act and backward_per_sample); its gradients are per-sample sums (N, C) over the
+spatial dimensions.
 """
 from __future__ import annotations
 
@@ -62,6 +62,11 @@ def _affine(z: torch.Tensor, weight, bias) -> torch.Tensor:
     """z * weight + bias (either may be None, not both), each broadcast by _view, in z's dtype: a new tensor."""
     y = z * _view(weight.to(z.dtype), z) if weight is not None else z
     return y + _view(bias.to(z.dtype), z) if bias is not None else y
+
+
+def _contiguous(t):
+    """A weight or bias as the kernels address it (rows of C values; an expanded row is copied)."""
+    return None if t is None else t.contiguous()
 
 
 def _spatial_sum(t: torch.Tensor) -> torch.Tensor:
@@ -138,12 +143,16 @@ def _batch_norm_act_op(x: torch.Tensor, weight: torch.Tensor | None, bias: torch
                        alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, mean, rstd, var), the statistics float32 (float64 for float64 x). Training mode ignores the given
     mean / var and returns the batch's (var biased); eval mode normalises with the given ones and returns copies."""
-    fused = use_triton(x, MIN_NUMEL_BATCH_NORM_ACT) and not per_sample(weight, bias)
+    fused = use_triton(x, MIN_NUMEL_BATCH_NORM_ACT)
+    rows = per_sample(weight, bias)
+    if rows:
+        weight, bias = _contiguous(weight), _contiguous(bias)
     if training:
         if fused:
             from ..kernels import batch_norm_act as kernel
 
-            return kernel.forward_train(x, weight, bias, eps, activations.code(act), alpha)
+            train = kernel.forward_train_per_sample if rows else kernel.forward_train
+            return train(x, weight, bias, eps, activations.code(act), alpha)
         xf = wide(x)
         mean = xf.mean(_reduce_dims(x))
         # Two passes over the centred values: as exact as Welford's var(), which is several times slower
@@ -152,7 +161,11 @@ def _batch_norm_act_op(x: torch.Tensor, weight: torch.Tensor | None, bias: torch
     else:
         mean, var = mean.to(_stat_dtype(x), copy=True), var.to(_stat_dtype(x), copy=True)
     rstd = torch.rsqrt(var + eps)
-    if fused:
+    if fused and rows:
+        from ..kernels import batch_norm_act as kernel
+
+        y = kernel.affine_act(x, weight, bias, mean, rstd, activations.code(act), alpha)
+    elif fused:
         from ..kernels import bias_act as bias_act_kernel
 
         scale = rstd if weight is None else rstd * weight.float()
@@ -175,9 +188,12 @@ def _batch_norm_act_backward_op(dy: torch.Tensor, x: torch.Tensor, weight: torch
                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dweight, dbias) with dweight and dbias float32 (float64 for float64 x) per-channel sums, returned
     even without weight; per-sample sums (N, C) where weight or bias is per sample."""
-    if use_triton(x, MIN_NUMEL_BATCH_NORM_ACT) and not per_sample(weight, bias):
+    if use_triton(x, MIN_NUMEL_BATCH_NORM_ACT):
         from ..kernels import batch_norm_act as kernel
 
+        if per_sample(weight, bias):
+            return kernel.backward_per_sample(dy, x, _contiguous(weight), _contiguous(bias), mean, rstd, training,
+                                              activations.code(act), alpha)
         return kernel.backward(dy, x, weight, bias, mean, rstd, training, activations.code(act), alpha)
     dx, dweight, dbias = batch_norm_act_grad(dy, x, weight, bias, mean, rstd, training, act, alpha)
     return new_tensor(dx, x), dweight, dbias
