@@ -118,11 +118,18 @@ def test_every_activation_has_an_in_place_form():
 BCE_SHAPES = [(7,), (3, 5), (2, 3, 4, 5)]
 
 
+@pytest.fixture(params=["few ops", "few passes"])
+def bce_formula(request, monkeypatch):
+    """Each of the eager path's two formulas (chosen by input size), on the small inputs of these tests."""
+    monkeypatch.setattr(bce_module, "FEW_PASSES_NUMEL", 0 if request.param == "few passes" else 1 << 62)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", BCE_SHAPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_bce_eager_path_matches_reference(dtype, shape, reduction, weighted):
+def test_bce_eager_path_matches_reference(dtype, shape, reduction, weighted, bce_formula):
     g = torch.Generator().manual_seed(len(shape))
     x = (torch.randn(shape, generator=g, dtype=torch.float64) * 6).to(dtype)
     t = torch.rand(shape, generator=g, dtype=torch.float64).to(dtype)
@@ -134,7 +141,7 @@ def test_bce_eager_path_matches_reference(dtype, shape, reduction, weighted):
 
 
 @pytest.mark.parametrize("magnitude", [20.0, 100.0, 1e4])
-def test_bce_eager_path_at_extreme_logits_is_finite_and_as_accurate_as_torch(magnitude):
+def test_bce_eager_path_at_extreme_logits_is_finite_and_as_accurate_as_torch(magnitude, bce_formula):
     x = torch.tensor([-magnitude, magnitude, -magnitude, magnitude, 0.0, -magnitude, magnitude])
     t = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.5, 0.1, 0.9])
     exact = reference.bce_with_logits(x.double(), t.double(), reduction="none")
@@ -147,14 +154,25 @@ def test_bce_eager_path_at_extreme_logits_is_finite_and_as_accurate_as_torch(mag
                  torch.ones(7))
 
 
-def test_bce_eager_path_is_exact_where_torch_cancels():
+def test_bce_eager_path_is_exact_where_torch_cancels(bce_formula):
     # x << 0 with target 0: the loss is softplus(x) ~ exp(x), which torch's (1 - t) x - logsigmoid(x) loses.
     x, t = torch.full((4,), -30.0), torch.zeros(4)
     exact = math.log1p(math.exp(-30.0))
     assert functional.binary_cross_entropy_with_logits(x, t).item() == pytest.approx(exact, rel=1e-6)
 
 
-def test_bce_eager_path_propagates_nan_and_handles_empty_and_strided_inputs():
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_eager_path_gives_infinite_logits_their_documented_loss(reduction, bce_formula):
+    # +inf where the target disagrees with the logit, NaN where it agrees exactly (0 * inf), as the reference.
+    x = torch.tensor([-math.inf, -math.inf, math.inf, math.inf, math.inf, -math.inf, 3.0])
+    t = torch.tensor([1.0, 0.5, 0.0, 0.5, 1.0, 0.0, 1.0])
+    for keep in ([0, 1, 2, 3, 6], list(range(7))):
+        want = reference.bce_with_logits(x[keep], t[keep], reduction=reduction)
+        out = functional.binary_cross_entropy_with_logits(x[keep], t[keep], reduction=reduction)
+        torch.testing.assert_close(out, want, equal_nan=True)
+
+
+def test_bce_eager_path_propagates_nan_and_handles_empty_and_strided_inputs(bce_formula):
     x = torch.tensor([0.3, math.nan, -2.0], requires_grad=True)
     out = functional.binary_cross_entropy_with_logits(x, torch.tensor([1.0, 0.0, 0.0]), reduction="none")
     assert out[1].isnan() and out[[0, 2]].isfinite().all()

@@ -154,9 +154,10 @@ class _BCEEager(torch.autograd.Function):
         x, t = wide(input), wide(target)
         if x.numel() < FEW_PASSES_NUMEL:  # few ops: each costs about a microsecond whatever its size
             loss = torch.lerp(F.softplus(x), F.softplus(x, -1.0).neg_(), t)
-        else:  # few passes, in place after the first of each term
-            relu = F.relu(x)
-            loss = relu.lerp_(torch.sub(relu, x), t).add_(x.abs().neg_().exp_().log1p_())
+        else:  # few passes, in place after the first of each term; log1p(exp(-|x|)) reuses relu(-x)'s buffer
+            loss = F.relu(x)
+            spare = torch.sub(loss, x)  # relu(-x)
+            loss.lerp_(spare, t).add_(torch.abs(x, out=spare).neg_().exp_().log1p_())
         if weight is not None:
             loss = loss.mul_(wide(weight))  # weight broadcasts to input's shape
         out = _reduce(loss, reduction)
