@@ -17,7 +17,9 @@ SMALL = dict(dataset="digits", resolution=8, model="mlp", mlp_hidden=(32, 32), z
 # The recurrent VAE (no batch norm either): its reparameterisation noise is the global batch's, sliced.
 RVAE = dict(dataset="sines", model="rvae", seq_len=12, seq_n=256, seq_hidden=16, z_dim=4, progress=False,
             log_every=2, sample_every=1000, ckpt_every=1000, threads=1)
-FAMILIES = {"gan": SMALL, "rvae": RVAE}
+# Class-conditional: each process's fake samples take its shard's labels, paired with its slice of the noise.
+CONDITIONAL = dict(SMALL, conditional=True)
+FAMILIES = {"gan": SMALL, "rvae": RVAE, "conditional-gan": CONDITIONAL}
 STEPS = 4
 
 
