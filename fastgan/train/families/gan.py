@@ -186,9 +186,9 @@ class GANTrainer(BaseTrainer):
                      labels: torch.Tensor | None = None) -> torch.Tensor:
         """BaseTrainer.draw_samples; a conditional run's samples are of the given labels (n of them), by default
         balanced ones (fastgan.models.conditional.balanced_labels)."""
-        if labels is None or not config.conditional:
-            if labels is not None:
-                raise ValueError(f"labels: the {config.model} run is not conditional (trained without --conditional)")
+        if labels is not None and not config.conditional:
+            raise ValueError(f"labels: the {config.model} run is not conditional (trained without --conditional)")
+        if labels is None:
             return super().draw_samples(sampler, config, n, seed, device)
         z = torch.randn(n, *cls.noise_shape(config), generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
