@@ -22,7 +22,7 @@ MIN_NUMEL_LOSS = 0
 
 # From this many logits the eager CPU path computes the loss in fewer memory passes rather than fewer ops
 # (the crossover measured by `python -m bench.eager_ops`).
-FEW_PASSES_NUMEL = 1 << 14
+FEW_PASSES_NUMEL = 1 << 12
 
 
 # ---------------------------------------------------------------- reference and gradient
