@@ -26,7 +26,7 @@ from torch import nn
 
 from ... import functional
 from ...models import TimeGAN
-from ..base import BaseTrainer
+from ..base import BaseTrainer, adam
 from .family import Family
 from .rgan import moment_loss
 
@@ -69,7 +69,7 @@ class TimeGANTrainer(BaseTrainer):
                                 ("autoencoder", (m.embedder, m.recovery), config.lr_g),  # E_solver
                                 ("discriminator", (m.discriminator,), config.lr_d)):  # D_solver
             params = [p for part in parts for p in part.parameters()]
-            self.optimizers[name] = torch.optim.Adam(params, lr, betas=(config.beta1, config.beta2))
+            self.optimizers[name] = adam(params, lr, (config.beta1, config.beta2))
             self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         self.add_ema(self.sampling_network)
 
