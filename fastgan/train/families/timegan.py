@@ -14,7 +14,10 @@ The schedule and losses of the authors' code (jsyoon0823/TimeGAN, timegan.py), i
 gamma is 1; the discriminator scores every latent step; the supervisor turns the generator's latents E^ into
 H^ = S(E^), and samples are recovery(H^). Each of the authors' five Adam optimizers (their E0, E, GS, G and D
 solvers) keeps its own state here too. The phase follows from the step (checkpointed), and a checkpoint also
-records it by name. Samples and evaluation are those of every sequence family (BaseTrainer).
+records it by name. Samples and evaluation are those of every sequence family (BaseTrainer). With several
+processes, the moment loss compares each process's share of the batch (as rgan's does), so such a run is not
+exactly the one-process run with the global batch; the discriminator's decision uses the loss averaged over
+processes, so all of them take or skip its update together.
 """
 from __future__ import annotations
 
