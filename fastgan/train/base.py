@@ -37,8 +37,8 @@ DIVERGED_LOSS = 1e6
 #: is tested on a held-out 20% (here 100 real and 100 generated), and fewer make the accuracy too coarse
 TIMESERIES_MIN_N = 500
 #: device types where torch.compile speeds up a GAN training step; elsewhere --compile trains eagerly and says so.
-#: On the CPU a compiled DCGAN-32 step measured 0.96-1.03x of eager (bench/results/compile-cpu-2026-12-03.md):
-#: oneDNN's convolutions, which inductor leaves as they are, take ~77% of it, and the rest is already fused.
+#: On the CPU a compiled DCGAN-32 step ran at 0.94x of eager (bench/results/train-step-cpu-2026-12-03-1347.md):
+#: oneDNN's convolutions, which inductor leaves as they are, take ~77% of the step, and the rest is already fused.
 COMPILE_PAYS_ON = ("cuda",)
 
 
@@ -176,7 +176,7 @@ class BaseTrainer:
             if not self._said_eager:
                 self._said_eager = True
                 print(f"fastgan: --compile: torch.compile does not speed up training on {self.device.type} (a "
-                      f"compiled DCGAN-32 step ran at 0.96-1.03x of eager on the CPU); training eagerly",
+                      f"compiled DCGAN-32 step ran at 0.94x of eager on the CPU); training eagerly",
                       file=sys.stderr)
             return module
         return torch.compile(module)
