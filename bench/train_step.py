@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -205,6 +206,7 @@ def main(argv=None) -> None:
         f"- torch {torch.__version__}, python {platform.python_version()}, fastgan backend {backend()}",
         f"- command: `python -m bench.train_step {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(),
         f"- {args.rounds} rounds of {args.iters} steps per side, taking turns, after {args.warmup} warm-up steps",
+        f"- load average (1 min) at the start: {os.getloadavg()[0]:.2f}",
         "",
         "| model | side | ms/step (median) | range over rounds | speed vs plain (median of rounds) |",
         "|---|---|---:|---:|---:|",
