@@ -42,9 +42,11 @@ from fastgan import functional, losses, ops
 
 COMMAND = "python -m bench.eager_ops"
 LOSS_SIZES = [1, 256, 1 << 12, 1 << 16, 1 << 20]
-# G's epilogues at batch 64, width 32: DCGAN-16, -32 and -64 (4x4 up to the image), and a wide 32x32 layer.
-EPILOGUE_SHAPES = [(1, 1, 1, 1), (64, 256, 4, 4), (64, 128, 4, 4), (64, 128, 8, 8), (64, 64, 8, 8), (64, 64, 16, 16),
-                   (64, 32, 16, 16), (64, 32, 32, 32), (64, 3, 32, 32), (64, 3, 64, 64), (64, 64, 32, 32)]
+# G's epilogues at batch 64, width 32, from 4x4 up to the image: DCGAN-16, then -32, then -64.
+EPILOGUE_SHAPES = [(1, 1, 1, 1),
+                   (64, 64, 4, 4), (64, 32, 8, 8), (64, 3, 16, 16),
+                   (64, 128, 4, 4), (64, 64, 8, 8), (64, 32, 16, 16), (64, 3, 32, 32),
+                   (64, 256, 4, 4), (64, 128, 8, 8), (64, 64, 16, 16), (64, 32, 32, 32), (64, 3, 64, 64)]
 PASSES = ("fwd", "fwd+bwd")
 
 
