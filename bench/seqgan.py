@@ -44,11 +44,12 @@ def _time_step(kind: str, args) -> str:
     trainer = make_trainer(config)
     batches = iter(trainer.real_batches())
     tokens = trainer._fake()
+    # The step first: its first call also makes the rollout policy G's copy, as a run does.
+    step = _median_time(lambda: trainer.train_step(batches), args.repeats)
     d = trainer.discriminator.eval()
     rewards = _median_time(lambda: rollout_rewards(trainer.rollout, d, tokens, args.rollouts, trainer.rng),
                            args.repeats)
     d.train()
-    step = _median_time(lambda: trainer.train_step(batches), args.repeats)
     g_update = _median_time(trainer._policy_gradient_update, args.repeats) - rewards
     d_update = _median_time(lambda: trainer._d_update(batches), args.repeats)
     return f"| {kind} | {step:.2f} | {rewards:.2f} | {g_update:.2f} | {d_update:.3f} |"
