@@ -1,6 +1,6 @@
 """The fused ops, one module per op: its readable reference and gradient, its torch.library op (fake impl,
-autograd), its fast eager path (plain torch ops, or a small autograd.Function, where no Triton kernel runs
-and nothing traces; eager.py says when), and its public function with the argument checks.
+autograd), its fast eager path (plain torch ops, or a small autograd.Function, wherever no Triton kernel runs,
+what torch.compile traces there too; eager.py says when), and its public function with the argument checks.
 
     bce_with_logits   binary cross-entropy on logits          (fastgan::bce_with_logits)
     gan_loss          the D and G losses, R1, WGAN-GP         (fastgan::d_loss, fastgan::g_loss)
