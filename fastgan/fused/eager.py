@@ -5,8 +5,8 @@ autograd.Function) and lets torch's autograd do the backward, so an eager call o
 torch.library dispatcher (~30 us a call, ~105 us with autograd) nor a Python backward. It runs wherever the
 op has no Triton kernel for the tensor (the CPU without the interpreter, float64, CUDA tensors below the op's
 MIN_NUMEL), traced by torch.compile too: there the fastgan op would only run the same torch ops behind a
-wall inductor cannot see through, while traced ones fuse with their neighbours (a DCGAN-32 step compiled
-on the CPU went from 0.8x to 1.0x of eager). Where a kernel runs, compiled graphs keep the one fastgan op.
+wall inductor cannot see through, while traced ones fuse with their neighbours. Where a kernel runs,
+compiled graphs keep the one fastgan op.
 """
 from __future__ import annotations
 

@@ -28,8 +28,8 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        # The parameter lists are made once per model: walking the module tree costs more than the MLP GAN's
-        # update itself. Parameter objects outlive .to() and load_state_dict (both fill them in place);
+        # The parameter lists are made once per model rather than by walking the module tree every step.
+        # Parameter objects outlive .to() and load_state_dict (both fill them in place);
         # buffers may be replaced, so they are listed afresh.
         if self._source is not model:
             self._source, self._params = model, (list(self.module.parameters()), list(model.parameters()))
