@@ -1,6 +1,7 @@
 """fastgan's public ops called eagerly vs the plain PyTorch a user would write, forward and forward + backward.
 
-    python -m bench.eager_ops [--threads 1] [--rounds 3] [--min-run-time 0.2] [--out bench/results]
+    python -m bench.eager_ops [--threads 1] [--rounds 3] [--min-run-time 0.2] [--ops bce_with_logits,...]
+                              [--out bench/results]
 
 On the CPU (no Triton kernel runs) every public op takes its fast eager path. For each op and size it times,
 in one process and interleaved (fastgan, eager, eager, fastgan, ... over --rounds rounds):
@@ -165,10 +166,18 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1, steadier on a shared machine)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; a row reports their median")
     p.add_argument("--min-run-time", type=float, default=0.2, help="seconds per blocked_autorange")
+    p.add_argument("--ops", default=None, help="comma-separated ops to time (default: all)")
     p.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     all_cases = cases()
+    if args.ops:
+        wanted = args.ops.split(",")
+        unknown = sorted(set(wanted) - {case.op for case in all_cases})
+        if unknown:
+            p.error(f"--ops: unknown op(s) {', '.join(unknown)}; choose among "
+                    f"{', '.join(dict.fromkeys(case.op for case in all_cases))}")
+        all_cases = [case for case in all_cases if case.op in wanted]
     for case in all_cases:
         check(case)
     load_before = os.getloadavg()
@@ -179,7 +188,7 @@ def main(argv=None) -> int:
         f"# fastgan eager ops vs plain PyTorch, CPU, {now:%Y-%m-%d}",
         "",
         f"- command: `{COMMAND} --threads {args.threads} --rounds {args.rounds} "
-        f"--min-run-time {args.min_run_time}`",
+        f"--min-run-time {args.min_run_time}" + (f" --ops {args.ops}" if args.ops else "") + "`",
         f"- device: {cpu_model()} ({os.cpu_count()} cores), {args.threads} thread(s)",
         f"- date: {now:%Y-%m-%d %H:%M}",
         f"- versions: python {platform.python_version()}, torch {torch.__version__}",

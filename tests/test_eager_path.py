@@ -115,13 +115,30 @@ def test_every_activation_has_an_in_place_form():
 
 # ---------------------------------------------------------------- bce_with_logits
 
-BCE_SHAPES = [(7,), (3, 5), (2, 3, 4, 5)]
+BCE_SHAPES = [(7,), (3, 5), (2, 3, 4, 5)]  # 0, 1 and 15 blocks of AVX2's 8 lanes, and a tail
 
 
-@pytest.fixture(params=["few ops", "few passes"])
+_CPU_LOSSES = bce_module._cpu_losses
+
+
+class _OneLane:
+    """fastgan._cpu_losses computing one lane at a time (the loop of CPUs without AVX2, and every tail)."""
+
+    @staticmethod
+    def bce_with_logits(*args, **kwargs):
+        return _CPU_LOSSES.bce_with_logits(*args, **kwargs, vectorised=False)
+
+
+@pytest.fixture(params=["one pass", "one pass, one lane", "few ops", "few passes"])
 def bce_formula(request, monkeypatch):
-    """Each of the eager path's two formulas (chosen by input size), on the small inputs of these tests."""
-    monkeypatch.setattr(bce_module, "FEW_PASSES_NUMEL", 0 if request.param == "few passes" else 1 << 62)
+    """Each of the eager path's ways: fastgan._cpu_losses (float32, no weight; its AVX2 and its one-lane loop),
+    and, without it, _BCEEager's two formulas (chosen by input size), on the small inputs of these tests."""
+    assert bce_module._cpu_losses is not None, "fastgan._cpu_losses is not built"
+    if request.param == "one pass, one lane":
+        monkeypatch.setattr(bce_module, "_cpu_losses", _OneLane)
+    elif request.param != "one pass":
+        monkeypatch.setattr(bce_module, "_cpu_losses", None)
+        monkeypatch.setattr(bce_module, "FEW_PASSES_NUMEL", 0 if request.param == "few passes" else 1 << 62)
     return request.param
 
 
@@ -135,9 +152,13 @@ def test_bce_eager_path_matches_reference(dtype, shape, reduction, weighted, bce
     t = torch.rand(shape, generator=g, dtype=torch.float64).to(dtype)
     w = (torch.rand(shape[-1:], generator=g, dtype=torch.float64) * 2).to(dtype) if weighted else None
     dy = None if reduction != "none" else torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    # The target as a constant, as GAN losses pass it: a target that requires grad takes the reference. The
+    # first-order gradient alone (what a backward without create_graph computes) and with the second order.
+    for second_order in (False, True) if dtype in (torch.float32, torch.float64) else (False,):
+        _assert_same(lambda x: functional.binary_cross_entropy_with_logits(x, t, w, reduction),
+                     lambda x: reference.bce_with_logits(x, t, w, reduction), (x,), dtype, dy, second_order)
     _assert_same(lambda x, t: functional.binary_cross_entropy_with_logits(x, t, w, reduction),
-                 lambda x, t: reference.bce_with_logits(x, t, w, reduction), (x, t), dtype, dy,
-                 second_order=dtype in (torch.float32, torch.float64))
+                 lambda x, t: reference.bce_with_logits(x, t, w, reduction), (x, t), dtype, dy)
 
 
 @pytest.mark.parametrize("magnitude", [20.0, 100.0, 1e4])
@@ -187,6 +208,87 @@ def test_bce_eager_path_propagates_nan_and_handles_empty_and_strided_inputs(bce_
     assert not x.is_contiguous()
     _assert_same(lambda x: functional.binary_cross_entropy_with_logits(x, t, reduction="sum"),
                  lambda x: reference.bce_with_logits(x, t, reduction="sum"), (x,), torch.float32)
+
+
+class _Counting:
+    """fastgan._cpu_losses, counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def bce_with_logits(self, *args, **kwargs):
+        self.calls += 1
+        return _CPU_LOSSES.bce_with_logits(*args, **kwargs)
+
+
+def test_float32_cpu_bce_takes_the_one_pass_extension_once_per_forward_and_not_in_backward(monkeypatch):
+    counting = _Counting()
+    monkeypatch.setattr(bce_module, "_cpu_losses", counting)
+    x = torch.randn(1000, requires_grad=True)
+    for reduction in ("mean", "sum", "none"):
+        out = functional.binary_cross_entropy_with_logits(x, torch.rand(1000), reduction=reduction)
+        assert type(out.grad_fn).__name__ == "_BCEOnePassBackward"
+        assert counting.calls == 1
+        torch.autograd.grad(out.sum(), x)
+        assert counting.calls == 1
+        counting.calls = 0
+    with torch.no_grad():  # no graph: the extension computes the loss alone, without the Function
+        out = functional.binary_cross_entropy_with_logits(x, torch.zeros(1000))
+    assert out.grad_fn is None and counting.calls == 1
+    torch.testing.assert_close(out, F.binary_cross_entropy_with_logits(x.detach(), torch.zeros(1000)))
+    counting.calls = 0
+    # Weighted, float64 and bfloat16 calls take the torch-op path.
+    for args in ((x, torch.rand(1000), torch.rand(1000)), (x.double(), torch.rand(1000).double()),
+                 (x.bfloat16(), torch.rand(1000).bfloat16())):
+        functional.binary_cross_entropy_with_logits(*args)
+    assert counting.calls == 0
+
+
+@pytest.mark.parametrize("n", [1, 8, 9, 4095, 65537, 1 << 20])
+@pytest.mark.parametrize("vectorised", [True, False])
+def test_bce_one_pass_is_within_float32_rounding_of_float64_at_every_size(n, vectorised):
+    # Mixed magnitudes, hard and soft targets: every loss within a few ulps of the exact one (torch's formula
+    # cancels on confident fakes, tested above), the sum within float32 rounding, the gradient too.
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, generator=g) * torch.tensor([1.0, 10.0, 100.0, 1e4])[torch.randint(4, (n,), generator=g)]
+    t = torch.where(torch.rand(n, generator=g) < 0.8, torch.randint(2, (n,), generator=g).float(),
+                    torch.rand(n, generator=g))
+    exact = reference.bce_with_logits(x.double(), t.double(), reduction="none")
+    grad = torch.empty(n)
+    loss = torch.empty(n)
+    total = _CPU_LOSSES.bce_with_logits(x.data_ptr(), t.data_ptr(), grad.data_ptr(), loss.data_ptr(), n, 1.0,
+                                        vectorised=vectorised)
+    # libmvec's expf and log1pf are within 4 ulp; the terms add two roundings.
+    assert ((loss.double() - exact).abs() <= 8 * torch.finfo(torch.float32).eps * exact.abs() + 1e-30).all()
+    assert abs(total - exact.sum().item()) <= 1e-6 * exact.abs().sum().item()
+    exact_grad = torch.sigmoid(x.double()) - t.double()
+    torch.testing.assert_close(grad.double(), exact_grad, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [(1 << 15) * 2 + 5, (1 << 15) * 3 + 8, 1 << 20])
+def test_bce_one_pass_on_several_threads_writes_what_one_thread_writes(n):
+    g = torch.Generator().manual_seed(n)
+    x, t = torch.randn(n, generator=g) * 8, torch.rand(n, generator=g)
+    outputs = {}
+    for threads in (1, 2, 3):
+        grad, loss = torch.full((n,), math.nan), torch.full((n,), math.nan)
+        total = _CPU_LOSSES.bce_with_logits(x.data_ptr(), t.data_ptr(), grad.data_ptr(), loss.data_ptr(), n, 0.5,
+                                            threads=threads)
+        outputs[threads] = total, grad, loss
+    for threads in (2, 3):  # every element written, the same bits; the sum to double's rounding
+        assert outputs[threads][0] == pytest.approx(outputs[1][0], rel=1e-12)
+        assert torch.equal(outputs[threads][1], outputs[1][1]) and torch.equal(outputs[threads][2], outputs[1][2])
+
+
+def test_bce_one_pass_create_graph_backward_refuses_inputs_modified_in_place():
+    x = torch.randn(5, requires_grad=True)
+    logits = x * 2
+    loss = functional.binary_cross_entropy_with_logits(logits, torch.rand(5))
+    torch.autograd.grad(loss, x, create_graph=True, retain_graph=True)  # unmodified: fine
+    with torch.no_grad():
+        logits.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        torch.autograd.grad(loss, x, create_graph=True)
 
 
 def test_bce_eager_path_errors_are_the_public_ones():

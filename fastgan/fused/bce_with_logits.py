@@ -1,6 +1,8 @@
 """Binary cross-entropy on logits: reference and gradient, the fastgan::bce_with_logits op, the public function.
 
-The Triton kernel (fastgan.kernels.bce_with_logits) computes the loss and d loss / d input in one pass.
+The Triton kernel (fastgan.kernels.bce_with_logits) computes the loss and d loss / d input in one pass on the
+GPU; on the CPU the C++ extension fastgan._cpu_losses (csrc/cpu_losses/) does, for float32 logits; other CPU
+calls take _BCEEager's torch ops.
 """
 from __future__ import annotations
 
@@ -12,6 +14,11 @@ import torch.nn.functional as F
 from .arguments import wide
 from .backend import use_triton
 from .eager import runs_eager
+
+try:  # built by setup.py; without it the eager path below computes with torch ops
+    from .. import _cpu_losses
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    _cpu_losses = None
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -179,6 +186,63 @@ class _BCEEager(torch.autograd.Function):
         return dx if dx.dtype == input.dtype else dx.to(input.dtype), None, None, None
 
 
+class _BCEOnePass(torch.autograd.Function):
+    """bce_with_logits on float32 CPU tensors without weights: loss and gradient in one pass of fastgan._cpu_losses.
+
+    The same formula as _BCEEager's (lerp(softplus(x), softplus(-x), t), split so that nothing cancels), with the
+    gradient sigmoid(x) - t computed alongside and kept for the backward, which is then one multiplication.
+    Infinite logits get their documented loss directly (no NaN check, so no host sync). The sum accumulates
+    in double. A backward that must itself be differentiable (create_graph) computes the gradient anew in
+    torch ops.
+
+    The tensors the backward needs are ctx attributes rather than save_for_backward's saved variables, whose
+    packing costs a fifth of a small call: the gradient is this function's own tensor, which nothing else can
+    modify, and input and target, read only by a create_graph backward, are checked there against the
+    versions they had in the forward, as saved variables would be.
+    """
+
+    @staticmethod
+    def forward(ctx, input, target, reduction):
+        grad = torch.empty(input.shape)
+        out, scale = _one_pass(input, target, reduction, grad)
+        ctx.grad, ctx.scale = grad, scale
+        ctx.input, ctx.target, ctx.versions = input, target, (input._version, target._version)
+        return out
+
+    @staticmethod
+    def backward(ctx, dloss):
+        if not torch.is_grad_enabled():
+            return ctx.grad * dloss, None, None
+        # create_graph: differentiable in input
+        input, target = ctx.input, ctx.target
+        if (input._version, target._version) != ctx.versions:
+            raise RuntimeError("binary_cross_entropy_with_logits: its input or target was modified in place "
+                               "after the forward; a create_graph backward needs their values: clone them first")
+        return (torch.sigmoid(input) - target) * (dloss * ctx.scale), None, None
+
+
+def _one_pass(input, target, reduction: str, grad: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+    """(the loss, the gradient's scale) by fastgan._cpu_losses, writing d loss / d input into grad if given."""
+    x, t = input.contiguous(), target.contiguous()
+    n = x.numel()
+    scale = 1.0 / n if reduction == "mean" and n else 1.0
+    grad_address = 0 if grad is None else grad.data_ptr()
+    threads = torch.get_num_threads()
+    if reduction == "none":
+        out = torch.empty(input.shape)
+        _cpu_losses.bce_with_logits(x.data_ptr(), t.data_ptr(), grad_address, out.data_ptr(), n, scale,
+                                    threads=threads)
+    else:
+        total = _cpu_losses.bce_with_logits(x.data_ptr(), t.data_ptr(), grad_address, 0, n, scale, threads=threads)
+        out = torch.full((), total * scale if n else (math.nan if reduction == "mean" else 0.0))
+    return out, scale
+
+
+def _takes_one_pass(input: torch.Tensor) -> bool:
+    """Whether fastgan._cpu_losses takes a call that _BCEEager could (its other conditions checked there)."""
+    return _cpu_losses is not None and input.dtype == torch.float32 and input.is_cpu
+
+
 def _eager_args(input, target, weight) -> bool:
     """Whether _BCEEager takes these: d / d input only, and target and weight in input's computing dtype (its
     in-place passes keep the first operand's dtype)."""
@@ -248,8 +312,12 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     if (weight is None and pos_weight is None and type(input) is torch.Tensor and type(target) is torch.Tensor
             and input.dtype == target.dtype and input.shape == target.shape and input.is_floating_point()
             and not target.requires_grad and reduction in REDUCTIONS and runs_eager(input, MIN_NUMEL_LOSS)
-            and not torch.compiler.is_compiling()):
-        return _BCEEager.apply(input, target, None, reduction)  # the common call, checked in one expression
+            and not torch.compiler.is_compiling()):  # the common call, checked in one expression
+        if _takes_one_pass(input):
+            if input.requires_grad and torch.is_grad_enabled():
+                return _BCEOnePass.apply(input, target, reduction)
+            return _one_pass(input, target, reduction, None)[0]  # no graph: no gradient to compute
+        return _BCEEager.apply(input, target, None, reduction)
     name = "binary_cross_entropy_with_logits"
     _check_tensor(name, "input", input)
     _check_tensor(name, "target", target)
