@@ -1,4 +1,4 @@
-"""Builds the C++ extensions fastgan._loader and fastgan._cpu_losses; everything else is in pyproject.toml."""
+"""Builds the C++ extensions fastgan._loader and fastgan.fused._cpu_losses; the rest is in pyproject.toml."""
 import glob
 import os
 import platform
@@ -38,7 +38,7 @@ ext_modules = [
         define_macros=[("FASTGAN_VERSION", f'"{VERSION}"')],
     ),
     Pybind11Extension(
-        "fastgan._cpu_losses",
+        "fastgan.fused._cpu_losses",
         ["csrc/cpu_losses/bce_with_logits.cpp"],
         cxx_std=17,
         # -ffp-contract=off: the AVX2 and the one-lane loops round alike (no FMA in one of them only).

@@ -122,7 +122,7 @@ _CPU_LOSSES = bce_module._cpu_losses
 
 
 class _OneLane:
-    """fastgan._cpu_losses computing one lane at a time (the loop of CPUs without AVX2, and every tail)."""
+    """fastgan.fused._cpu_losses computing one lane at a time (the loop of CPUs without AVX2, and every tail)."""
 
     @staticmethod
     def bce_with_logits(*args, **kwargs):
@@ -131,9 +131,9 @@ class _OneLane:
 
 @pytest.fixture(params=["one pass", "one pass, one lane", "few ops", "few passes"])
 def bce_formula(request, monkeypatch):
-    """Each of the eager path's ways: fastgan._cpu_losses (float32, no weight; its AVX2 and its one-lane loop),
+    """Each of the eager path's ways: fastgan.fused._cpu_losses (float32, no weight; its AVX2 and its one-lane loop),
     and, without it, _BCEEager's two formulas (chosen by input size), on the small inputs of these tests."""
-    assert bce_module._cpu_losses is not None, "fastgan._cpu_losses is not built"
+    assert bce_module._cpu_losses is not None, "fastgan.fused._cpu_losses is not built"
     if request.param == "one pass, one lane":
         monkeypatch.setattr(bce_module, "_cpu_losses", _OneLane)
     elif request.param != "one pass":
@@ -211,7 +211,7 @@ def test_bce_eager_path_propagates_nan_and_handles_empty_and_strided_inputs(bce_
 
 
 class _Counting:
-    """fastgan._cpu_losses, counting its calls."""
+    """fastgan.fused._cpu_losses, counting its calls."""
 
     def __init__(self):
         self.calls = 0
@@ -300,27 +300,63 @@ def test_bce_eager_path_errors_are_the_public_ones():
 
 # ---------------------------------------------------------------- d_loss, g_loss
 
+_ORDERS = {torch.float32: (False, True), torch.float64: (False, True), torch.float16: (False,),
+           torch.bfloat16: (False,)}  # first-order gradient alone, then with the second order
+
+
+@pytest.fixture(params=["one pass", "one pass, one lane", "torch ops"])
+def gan_loss_path(request, monkeypatch):
+    """d_loss('bce') and g_loss('ns') through fastgan.fused._cpu_losses (its AVX2 and one-lane loops), and
+    without it."""
+    if request.param == "one pass, one lane":
+        monkeypatch.setattr(bce_module, "_cpu_losses", _OneLane)
+    elif request.param == "torch ops":
+        monkeypatch.setattr(gan_loss_module, "_one_pass", lambda *logits: False)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind, smoothing", [("bce", 0.0), ("bce", 0.1), ("hinge", 0.0), ("lsgan", 0.0),
                                              ("wgan", 0.0)])
-def test_d_loss_eager_path_matches_reference_to_second_order(dtype, kind, smoothing):
+def test_d_loss_eager_path_matches_reference_to_second_order(dtype, kind, smoothing, gan_loss_path):
     g = torch.Generator().manual_seed(3)
     r = (torch.randn(6, 1, generator=g, dtype=torch.float64) * 4).to(dtype)
     f = (torch.randn(10, 1, generator=g, dtype=torch.float64) * 4).to(dtype)
-    _assert_same(lambda r, f: losses.d_loss(r, f, kind, smoothing), lambda r, f: reference.d_loss(r, f, kind, smoothing),
-                 (r, f), dtype, second_order=dtype in (torch.float32, torch.float64))
+    for second_order in _ORDERS[dtype]:
+        _assert_same(lambda r, f: losses.d_loss(r, f, kind, smoothing),
+                     lambda r, f: reference.d_loss(r, f, kind, smoothing), (r, f), dtype, second_order=second_order)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", list(losses.G_LOSS_KINDS))
-def test_g_loss_eager_path_matches_reference_to_second_order(dtype, kind):
-    f = (torch.randn(3, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 4).to(dtype)
-    _assert_same(lambda f: losses.g_loss(f, kind), lambda f: reference.g_loss(f, kind), (f,), dtype,
-                 second_order=dtype in (torch.float32, torch.float64))
+def test_g_loss_eager_path_matches_reference_to_second_order(dtype, kind, gan_loss_path):
+    # 17 logits: two blocks of AVX2's 8 lanes and a tail.
+    f = (torch.randn(17, 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 4).to(dtype)
+    for second_order in _ORDERS[dtype]:
+        _assert_same(lambda f: losses.g_loss(f, kind), lambda f: reference.g_loss(f, kind), (f,), dtype,
+                     second_order=second_order)
+
+
+def test_bce_type_gan_losses_take_the_one_pass_extension_once_per_logits(monkeypatch):
+    counting = _Counting()
+    monkeypatch.setattr(bce_module, "_cpu_losses", counting)
+    r, f = torch.randn(64, 1, requires_grad=True), torch.randn(64, 1, requires_grad=True)
+    for loss_fn, calls in ((lambda: losses.d_loss(r, f), 2), (lambda: losses.d_loss(r, f, label_smoothing=0.1), 2),
+                           (lambda: losses.g_loss(f), 1)):
+        loss = loss_fn()
+        assert type(loss.grad_fn).__name__ == "_BCEMeansOnePassBackward" and counting.calls == calls
+        torch.autograd.grad(loss, (r, f) if calls == 2 else f)
+        assert counting.calls == calls
+        counting.calls = 0
+    with torch.no_grad():
+        assert losses.g_loss(f).grad_fn is None and counting.calls == 1
+    counting.calls = 0
+    losses.d_loss(r, f, "hinge"), losses.g_loss(f, "saturating"), losses.g_loss(f.double())
+    assert counting.calls == 0
 
 
 @pytest.mark.parametrize("magnitude", [20.0, 100.0, 1e4])
-def test_gan_losses_at_extreme_logits_are_as_accurate_as_torch(magnitude):
+def test_gan_losses_at_extreme_logits_are_as_accurate_as_torch(magnitude, gan_loss_path):
     r = torch.tensor([magnitude, -magnitude, 0.0, 3.0])
     f = torch.tensor([-magnitude, magnitude, 0.0, -3.0])
     cases = [(losses.d_loss(r, f), reference.d_loss(r.double(), f.double()),
@@ -337,7 +373,7 @@ def test_gan_losses_at_extreme_logits_are_as_accurate_as_torch(magnitude):
     assert tiny.item() == pytest.approx(exact, rel=1e-6, abs=torch.finfo(torch.float32).tiny)
 
 
-def test_gan_losses_eager_path_propagates_nan_and_accepts_strided_logits():
+def test_gan_losses_eager_path_propagates_nan_and_accepts_strided_logits(gan_loss_path):
     r = torch.tensor([0.3, math.nan])
     for kind in losses.D_LOSS_KINDS:
         assert losses.d_loss(r, torch.zeros(2), kind).isnan()

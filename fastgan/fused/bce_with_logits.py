@@ -1,7 +1,7 @@
 """Binary cross-entropy on logits: reference and gradient, the fastgan::bce_with_logits op, the public function.
 
 The Triton kernel (fastgan.kernels.bce_with_logits) computes the loss and d loss / d input in one pass on the
-GPU; on the CPU the C++ extension fastgan._cpu_losses (csrc/cpu_losses/) does, for float32 logits; other CPU
+GPU; on the CPU the C++ extension fastgan.fused._cpu_losses (csrc/cpu_losses/) does, for float32 logits; other CPU
 calls take _BCEEager's torch ops.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .backend import use_triton
 from .eager import runs_eager
 
 try:  # built by setup.py; without it the eager path below computes with torch ops
-    from .. import _cpu_losses
+    from . import _cpu_losses
 except ImportError:  # pragma: no cover - a source tree without the built extension
     _cpu_losses = None
 
@@ -187,7 +187,7 @@ class _BCEEager(torch.autograd.Function):
 
 
 class _BCEOnePass(torch.autograd.Function):
-    """bce_with_logits on float32 CPU tensors without weights: loss and gradient in one pass of fastgan._cpu_losses.
+    """bce_with_logits on float32 CPU tensors without weights: loss and gradient in one pass of _cpu_losses.
 
     The same formula as _BCEEager's (lerp(softplus(x), softplus(-x), t), split so that nothing cancels), with the
     gradient sigmoid(x) - t computed alongside and kept for the backward, which is then one multiplication.
@@ -222,7 +222,7 @@ class _BCEOnePass(torch.autograd.Function):
 
 
 def _one_pass(input, target, reduction: str, grad: torch.Tensor | None) -> tuple[torch.Tensor, float]:
-    """(the loss, the gradient's scale) by fastgan._cpu_losses, writing d loss / d input into grad if given."""
+    """(the loss, the gradient's scale) by fastgan.fused._cpu_losses, writing d loss / d input into grad if given."""
     x, t = input.contiguous(), target.contiguous()
     n = x.numel()
     scale = 1.0 / n if reduction == "mean" and n else 1.0
@@ -238,8 +238,21 @@ def _one_pass(input, target, reduction: str, grad: torch.Tensor | None) -> tuple
     return out, scale
 
 
-def _takes_one_pass(input: torch.Tensor) -> bool:
-    """Whether fastgan._cpu_losses takes a call that _BCEEager could (its other conditions checked there)."""
+def one_pass_mean(logits: torch.Tensor, target: float, grad: torch.Tensor | None) -> float:
+    """mean(bce(logits, target)) for one target value, by fastgan.fused._cpu_losses (float32 CPU logits), writing
+    (sigmoid(logits) - target) / N into grad if given; NaN for empty logits, as torch's mean."""
+    x = logits.contiguous()
+    n = x.numel()
+    if not n:
+        return math.nan
+    total = _cpu_losses.bce_with_logits(x.data_ptr(), 0, 0 if grad is None else grad.data_ptr(), 0, n, 1.0 / n,
+                                        threads=torch.get_num_threads(), target_value=target)
+    return total / n
+
+
+def takes_one_pass(input: torch.Tensor) -> bool:
+    """Whether fastgan.fused._cpu_losses takes a loss on these logits (float32, CPU) that would otherwise take a fast
+    eager path (the callers check the rest)."""
     return _cpu_losses is not None and input.dtype == torch.float32 and input.is_cpu
 
 
@@ -313,7 +326,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
             and input.dtype == target.dtype and input.shape == target.shape and input.is_floating_point()
             and not target.requires_grad and reduction in REDUCTIONS and runs_eager(input, MIN_NUMEL_LOSS)
             and not torch.compiler.is_compiling()):  # the common call, checked in one expression
-        if _takes_one_pass(input):
+        if takes_one_pass(input):
             if input.requires_grad and torch.is_grad_enabled():
                 return _BCEOnePass.apply(input, target, reduction)
             return _one_pass(input, target, reduction, None)[0]  # no graph: no gradient to compute

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .arguments import check_float, wide
 from .backend import use_triton
-from .bce_with_logits import MIN_NUMEL_LOSS, _loss_grad_op
+from .bce_with_logits import MIN_NUMEL_LOSS, _loss_grad_op, one_pass_mean, takes_one_pass
 from .eager import runs_eager
 
 D_LOSS_KINDS = ("bce", "hinge", "lsgan", "wgan")
@@ -182,7 +182,55 @@ _g_loss_op.register_autograd(_g_backward, setup_context=_g_setup)
 # is logsigmoid(x) in one vectorised pass (log_sigmoid's own kernel also writes a buffer, at several times
 # the cost); like logsigmoid it never forms sigmoid(x), so |x| up to 1e4 stays finite and exact.
 
+class _BCEMeansOnePass(torch.autograd.Function):
+    """sum over i of mean(bce(logits_i, targets[i])), each target one value: d_loss's bce (real logits against
+    1 - label_smoothing, fake against 0) and g_loss's ns (fake against 1) on float32 CPU logits, each mean and
+    its gradient in one pass of fastgan.fused._cpu_losses (fastgan.fused.bce_with_logits._BCEOnePass explains the
+    formula, and why the tensors are ctx attributes). The backward scales the kept gradients; a create_graph
+    backward computes them anew in torch ops.
+    """
+
+    @staticmethod
+    def forward(ctx, targets, *logits):
+        # Plain loops: on a one-element batch, generator expressions cost a tenth of the call.
+        grads, versions, total = [], [], 0.0
+        for x, t in zip(logits, targets):
+            grad = torch.empty(x.shape)
+            total += one_pass_mean(x, t, grad)
+            grads.append(grad)
+            versions.append(x._version)
+        ctx.grads, ctx.targets, ctx.logits, ctx.versions = grads, targets, logits, versions
+        return torch.full((), total)
+
+    @staticmethod
+    def backward(ctx, dloss):
+        if not torch.is_grad_enabled():
+            return (None, *(g * dloss for g in ctx.grads))
+        if [x._version for x in ctx.logits] != ctx.versions:
+            raise RuntimeError("GAN loss: its logits were modified in place after the forward; a create_graph "
+                               "backward needs their values: clone them first")
+        return (None, *((torch.sigmoid(x) - t) * (dloss / x.numel()) for x, t in zip(ctx.logits, ctx.targets)))
+
+
+def _bce_means(targets: tuple[float, ...], *logits: torch.Tensor) -> torch.Tensor:
+    if logits[0].requires_grad or logits[-1].requires_grad:  # logits: one or two tensors
+        if torch.is_grad_enabled():
+            return _BCEMeansOnePass.apply(targets, *logits)
+    total = 0.0
+    for x, t in zip(logits, targets):
+        total += one_pass_mean(x, t, None)
+    return torch.full((), total)
+
+
+def _one_pass(*logits: torch.Tensor) -> bool:
+    """Whether the bce-type losses on these logits take fastgan.fused._cpu_losses (not while tracing: torch.compile
+    sees the torch ops below)."""
+    return all(takes_one_pass(x) for x in logits) and not torch.compiler.is_compiling()
+
+
 def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -> torch.Tensor:
+    if kind == "bce" and _one_pass(real_logits, fake_logits):
+        return _bce_means((1.0 - label_smoothing, 0.0), real_logits, fake_logits)
     r, f = wide(real_logits), wide(fake_logits)
     if kind == "bce":
         # The real term is subtracted as mean(logsigmoid(r)) (one op fewer than adding its negation).
@@ -200,6 +248,8 @@ def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -
 
 
 def _g_loss_eager(fake_logits, kind: str) -> torch.Tensor:
+    if kind == "ns" and _one_pass(fake_logits):
+        return _bce_means((1.0,), fake_logits)
     f = wide(fake_logits)
     if kind == "ns":
         return F.softplus(f, -1.0).mean().neg()
