@@ -125,8 +125,8 @@ class _OneLane:
     """fastgan.fused._cpu_losses computing one lane at a time (the loop of CPUs without AVX2, and every tail)."""
 
     @staticmethod
-    def bce_with_logits(*args, **kwargs):
-        return _CPU_LOSSES.bce_with_logits(*args, **kwargs, vectorised=False)
+    def bce_with_logits(x, t, grad, loss, n, scale, vectorised, threads, target_value):
+        return _CPU_LOSSES.bce_with_logits(x, t, grad, loss, n, scale, False, threads, target_value)
 
 
 @pytest.fixture(params=["one pass", "one pass, one lane", "few ops", "few passes"])

@@ -195,7 +195,7 @@ class _BCEMeansOnePass(torch.autograd.Function):
         # Plain loops: on a one-element batch, generator expressions cost a tenth of the call.
         grads, versions, total = [], [], 0.0
         for x, t in zip(logits, targets):
-            grad = torch.empty(x.shape)
+            grad = torch.empty_like(x, memory_format=torch.contiguous_format)  # (empty(x.shape): twice the time)
             total += one_pass_mean(x, t, grad)
             grads.append(grad)
             versions.append(x._version)
@@ -205,7 +205,7 @@ class _BCEMeansOnePass(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dloss):
         if not torch.is_grad_enabled():
-            return (None, *(g * dloss for g in ctx.grads))
+            return (None, *[g * dloss for g in ctx.grads])
         if [x._version for x in ctx.logits] != ctx.versions:
             raise RuntimeError("GAN loss: its logits were modified in place after the forward; a create_graph "
                                "backward needs their values: clone them first")
@@ -225,7 +225,10 @@ def _bce_means(targets: tuple[float, ...], *logits: torch.Tensor) -> torch.Tenso
 def _one_pass(*logits: torch.Tensor) -> bool:
     """Whether the bce-type losses on these logits take fastgan.fused._cpu_losses (not while tracing: torch.compile
     sees the torch ops below)."""
-    return all(takes_one_pass(x) for x in logits) and not torch.compiler.is_compiling()
+    for x in logits:
+        if not takes_one_pass(x):
+            return False
+    return not torch.compiler.is_compiling()
 
 
 def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -> torch.Tensor:
