@@ -18,13 +18,23 @@ from .dcgan import init_dcgan_weights
 from .vae import VAEDecoder, VAEEncoder, _num_doublings, gaussian_kl, reparameterize
 
 DECODER_GAN_KINDS = ("ns", "saturating")
+#: where Dis_l is read: "last", the last convolutional block's output (after its batch norm and activation);
+#: "conv", that block's convolution before them, as in Larsen et al.'s code (recon_depth ends on a convolution)
+DIS_LAYERS = ("last", "conv")
+#: how D sees real, reconstructed and prior-sampled images: "joint", one pass over the three batches (shared
+#: batch-norm statistics); "separate", one pass per batch, as DCGAN's D sees real and generated batches
+D_BATCHES = ("joint", "separate")
+#: D's loss per batch at which Larsen et al.'s code holds the game balanced (model/aegan.py, GradientDescent:
+#: equilibrium=0.68, near ln 2, the binary cross-entropy of a D that cannot tell real from generated)
+EQUILIBRIUM = 0.68
 
 
 class VAEGANDiscriminator(nn.Module):
     """The DCGAN discriminator with its last convolutional block exposed as Dis_l.
 
     features(x) -> (N, D) activations of the last block (the deepest layer before the logit, as in
-    the paper's choice of a late convolutional layer); forward(x) -> (N,) logits.
+    the paper's choice of a late convolutional layer), or with layer="conv" that block's convolution
+    before its batch norm and activation; forward(x) -> (N,) logits.
     """
 
     def __init__(self, resolution: int = 32, channels: int = 1, width: int = 32):
@@ -38,12 +48,16 @@ class VAEGANDiscriminator(nn.Module):
         self.head = nn.Conv2d(widths[-1], 1, 4, 1, 0)
         init_dcgan_weights(self)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).flatten(1)
+    def features(self, x: torch.Tensor, layer: str = "last") -> torch.Tensor:
+        return self.features_and_logits(x, layer)[0]
 
-    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x)
-        return h.flatten(1), self.head(h).flatten()
+    def features_and_logits(self, x: torch.Tensor, layer: str = "last") -> tuple[torch.Tensor, torch.Tensor]:
+        if layer not in DIS_LAYERS:
+            raise ValueError(f"VAEGANDiscriminator: layer must be one of {', '.join(DIS_LAYERS)}; got {layer!r}")
+        last = self.body[-1]
+        conv = last.conv(self.body[:-1](x))
+        h = last.post(conv)
+        return (conv if layer == "conv" else h).flatten(1), self.head(h).flatten()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x)).flatten()
@@ -85,14 +99,37 @@ class VAEGANLosses:
     prior: torch.Tensor          # L_prior = KL(q(z|x) || N(0, I)), batch mean
     llike: torch.Tensor          # L_llike^Dis_l, batch mean
     gan: torch.Tensor            # the discriminator's GAN loss on x, x_recon, x_prior
+    decoder_gan: torch.Tensor    # the GAN part of the decoder's loss
+    d_real: torch.Tensor         # D's binary cross-entropy on x, batch mean
+    d_fake: torch.Tensor         # D's binary cross-entropy on the generated batches it learns from, their mean
 
     def per_network(self) -> dict[str, torch.Tensor]:
         return {"encoder": self.encoder, "decoder": self.decoder, "discriminator": self.discriminator}
 
 
+def equilibrium_gates(d_real: float, d_fake: float, margin: float) -> tuple[bool, bool]:
+    """(update D, keep the GAN term in the decoder's loss) by the equilibrium rule of Larsen et al.'s code.
+
+    D's per-batch cross-entropies on real (d_real) and generated (d_fake) images are compared with EQUILIBRIUM:
+    when either is below EQUILIBRIUM - margin, D is too far ahead and skips its update; when either is above
+    EQUILIBRIUM + margin, D is too weak to teach the decoder, which then learns from reconstruction alone. Their
+    code skips the decoder's whole update there; its decoder loss is nearly all GAN (a reconstruction weight of
+    1e-6 to 5e-5), so dropping the GAN term is the same rule for a decoder that weighs reconstruction by gamma.
+    If both would stop, both go on. margin 0 turns the rule off (their runs use 0.35).
+    """
+    if margin <= 0:
+        return True, True
+    update_d = min(d_real, d_fake) >= EQUILIBRIUM - margin
+    decoder_gan = max(d_real, d_fake) <= EQUILIBRIUM + margin
+    if not (update_d or decoder_gan):
+        return True, True
+    return update_d, decoder_gan
+
+
 def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | None = None,
                   gamma: float = 1.0, decoder_gan_kind: str = "ns", eps: torch.Tensor | None = None,
-                  z_prior: torch.Tensor | None = None, beta: float = 1.0) -> VAEGANLosses:
+                  z_prior: torch.Tensor | None = None, beta: float = 1.0, joint_decode: bool = False,
+                  dis_layer: str = "last", d_batches: str = "joint", gan_on_recon: bool = True) -> VAEGANLosses:
     """The losses of one VAE-GAN step on real images x in [-1, 1] (Larsen et al. 2016, sec. 2.2 and Algorithm 1).
 
     L_prior = KL(q(z|x) || p(z)).
@@ -109,9 +146,18 @@ def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | N
     drawn from; beta > 1 pulls it back.
     The noise of x_recon (eps, as in reparameterize) and x_prior (z_prior, (N, z_dim)) is drawn from
     `generator` unless given.
+    joint_decode decodes the posterior and prior codes in one decoder pass, so the decoder's batch norm
+    normalises both with the same statistics, as it does at sampling time with its running averages of them;
+    otherwise each batch has its own. dis_layer picks Dis_l (DIS_LAYERS), d_batches how D sees the three
+    batches (D_BATCHES). gan_on_recon=False leaves x_recon out of L_GAN (D's loss and the decoder's GAN term),
+    as Larsen et al.'s code does for CIFAR-10 and CelebA (discriminate_ae_recon=False): D then learns real
+    against prior samples only; x_recon still passes D for its Dis_l features.
     """
     if beta < 0:
         raise ValueError(f"vaegan_losses: beta must be >= 0; got {beta}")
+    for name, value, choices in (("dis_layer", dis_layer, DIS_LAYERS), ("d_batches", d_batches, D_BATCHES)):
+        if value not in choices:
+            raise ValueError(f"vaegan_losses: {name} must be one of {', '.join(choices)}; got {value!r}")
     if decoder_gan_kind not in DECODER_GAN_KINDS:
         raise ValueError(f"vaegan_losses: decoder_gan_kind must be one of {', '.join(DECODER_GAN_KINDS)}; "
                          f"got {decoder_gan_kind!r}")
@@ -120,34 +166,46 @@ def vaegan_losses(model: VAEGAN, x: torch.Tensor, generator: torch.Generator | N
                          f"{model.resolution}); got shape {tuple(x.shape)}")
     n = x.shape[0]
     mu, logvar = model.encoder(x)
-    x_recon = model.decoder(reparameterize(mu, logvar, generator, eps))
+    z_recon = reparameterize(mu, logvar, generator, eps)
     if z_prior is None:
         z_prior = torch.randn(n, model.z_dim, generator=generator, device=x.device, dtype=x.dtype)
     elif z_prior.shape != (n, model.z_dim):
         raise ValueError(f"vaegan_losses: z_prior has shape {tuple(z_prior.shape)}, expected {(n, model.z_dim)}")
     else:
         z_prior = z_prior.to(device=x.device, dtype=x.dtype)
-    x_prior = model.decoder(z_prior)
+    if joint_decode:
+        x_recon, x_prior = model.decoder(torch.cat([z_recon, z_prior])).split(n)
+    else:
+        x_recon, x_prior = model.decoder(z_recon), model.decoder(z_prior)
 
-    # One discriminator pass over the three batches keeps batch-norm statistics shared between them.
-    features, logits = model.discriminator.features_and_logits(torch.cat([x, x_recon, x_prior]))
-    f_real, f_recon, _ = features.split(n)
-    l_real, l_recon, l_prior = logits.split(n)
+    if d_batches == "joint":
+        features, logits = model.discriminator.features_and_logits(torch.cat([x, x_recon, x_prior]), dis_layer)
+        f_real, f_recon, _ = features.split(n)
+        l_real, l_recon, l_prior = logits.split(n)
+    else:
+        (f_real, l_real), (f_recon, l_recon), (_, l_prior) = (
+            model.discriminator.features_and_logits(batch, dis_layer) for batch in (x, x_recon, x_prior))
 
     prior = gaussian_kl(mu, logvar).mean()
     llike = 0.5 * (f_real - f_recon).square().sum(dim=1).mean()
-    gan = (binary_cross_entropy_with_logits(l_real, torch.ones_like(l_real))
-           + binary_cross_entropy_with_logits(l_recon, torch.zeros_like(l_recon))
-           + binary_cross_entropy_with_logits(l_prior, torch.zeros_like(l_prior)))
-    decoder_gan = g_loss(l_recon, decoder_gan_kind) + g_loss(l_prior, decoder_gan_kind)
+    d_real = binary_cross_entropy_with_logits(l_real, torch.ones_like(l_real))
+    d_prior = binary_cross_entropy_with_logits(l_prior, torch.zeros_like(l_prior))
+    if gan_on_recon:
+        d_recon = binary_cross_entropy_with_logits(l_recon, torch.zeros_like(l_recon))
+        gan, d_fake = d_real + d_recon + d_prior, 0.5 * (d_recon + d_prior)
+        decoder_gan = g_loss(l_recon, decoder_gan_kind) + g_loss(l_prior, decoder_gan_kind)
+    else:
+        gan, d_fake, decoder_gan = d_real + d_prior, d_prior, g_loss(l_prior, decoder_gan_kind)
     return VAEGANLosses(encoder=beta * prior + llike, decoder=gamma * llike + decoder_gan, discriminator=gan,
-                        prior=prior, llike=llike, gan=gan)
+                        prior=prior, llike=llike, gan=gan, decoder_gan=decoder_gan, d_real=d_real, d_fake=d_fake)
 
 
-def vaegan_backward(model: VAEGAN, losses: VAEGANLosses) -> None:
-    """Set each network's .grad to the gradient of its own loss only (Algorithm 1), accumulating like backward()."""
+def vaegan_backward(model: VAEGAN, losses: VAEGANLosses, names=("encoder", "decoder", "discriminator")) -> None:
+    """Set each network of `names` to the gradient of its own loss only (Algorithm 1), accumulating like backward()."""
     networks = {"encoder": model.encoder, "decoder": model.decoder, "discriminator": model.discriminator}
-    for name, loss in losses.per_network().items():
+    per_network = losses.per_network()
+    for name in names:
+        loss = per_network[name]
         params = [p for p in networks[name].parameters() if p.requires_grad]
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         for p, g in zip(params, grads):

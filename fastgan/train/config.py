@@ -14,6 +14,7 @@ from ..data import dataset_kind
 from ..losses import D_LOSS_KINDS, G_LOSS_KINDS
 from ..models.recurrent import NOISE_KINDS, OUTPUT_ACTS
 from ..models.vae import LIKELIHOODS
+from ..models.vaegan import D_BATCHES, DIS_LAYERS, EQUILIBRIUM
 from ..nn import DIFF_AUGMENT_POLICIES
 from .base import check_device
 from .families import FAMILIES, MODELS, OPTIONAL_FIELDS, family
@@ -93,6 +94,20 @@ class TrainConfig:
     vae_sigma: float = _f(0.1, "vae, rvae: standard deviation of the gaussian likelihood")
     vaegan_gamma: float = _f(1.0, "vaegan: weight of the feature-space reconstruction against the GAN term in the "
                                   "decoder's loss (Larsen et al. 2016)")
+    vaegan_margin: float = _f(0.0, "vaegan: equilibrium rule of Larsen et al.'s code: D skips its update while its "
+                                   "cross-entropy on real or generated images is below 0.68 - margin, and the decoder "
+                                   "drops its GAN term while either is above 0.68 + margin (0: off; their code: 0.35)")
+    vaegan_joint_decode: bool = _f(False, "vaegan: decode the posterior and prior codes in one decoder pass, so "
+                                          "batch norm normalises both with the same statistics")
+    vaegan_dis_layer: str = _f("last", "vaegan: Dis_l, the discriminator layer whose features measure reconstructions: "
+                                       "its last block's output, or that block's convolution before batch norm and "
+                                       "activation (conv, as in Larsen et al.'s code)", DIS_LAYERS)
+    vaegan_d_batches: str = _f("joint", "vaegan: D judges real, reconstructed and prior-sampled images in one pass "
+                                        "(joint: shared batch-norm statistics) or one pass each (separate)",
+                               D_BATCHES)
+    vaegan_gan_on_recon: bool = _f(True, "vaegan: D judges reconstructions as well as prior samples (the paper's "
+                                         "L_GAN); off: prior samples only, as Larsen et al.'s code runs CIFAR-10 and "
+                                         "CelebA")
     seq_len: int = _f(0, "rgan, rvae, seqgan: time steps of the built-in sines and oracle data (0: 30 for sines, 24 "
                          "for sines-timegan, 20 for oracle; a .npy has its own); the run records the length it used")
     seq_n: int = _f(10000, "rgan, rvae, seqgan: sequences in the built-in sines or oracle training set")
@@ -232,6 +247,8 @@ class TrainConfig:
                      "clip_grad", "oracle_seed", "timegan_embed_steps", "timegan_supervised_steps"):
             if not getattr(self, name) >= 0:
                 bad(name, "must be >= 0")
+        if not 0 <= self.vaegan_margin < EQUILIBRIUM:
+            bad("vaegan_margin", f"must be in [0, {EQUILIBRIUM}): D's equilibrium cross-entropy is {EQUILIBRIUM}")
         if not self.vae_sigma > 0:
             bad("vae_sigma", "must be > 0")
         if self.seqgan_vocab < 2:
@@ -240,7 +257,8 @@ class TrainConfig:
             bad("seqgan_rollout_delay", "must be in [0, 1)")
         for name, choices in (("vae_likelihood", ("auto", *LIKELIHOODS)), ("rgan_out_act", OUTPUT_ACTS),
                               ("rgan_noise", NOISE_KINDS), ("rvae_out_act", OUTPUT_ACTS),
-                              ("seqgan_discriminator", SEQGAN_DISCRIMINATORS)):
+                              ("seqgan_discriminator", SEQGAN_DISCRIMINATORS), ("vaegan_dis_layer", DIS_LAYERS),
+                              ("vaegan_d_batches", D_BATCHES)):
             if getattr(self, name) not in choices:
                 bad(name, f"must be one of {', '.join(choices)}")
         self._validate_family(bad)

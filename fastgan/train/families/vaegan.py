@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ...models import VAEGAN, vaegan_backward, vaegan_losses
+from ...models.vaegan import equilibrium_gates
 from ..base import BaseTrainer
 from .family import Family
 
@@ -41,23 +42,38 @@ class VAEGANTrainer(BaseTrainer):
         return {name: getattr(model, name) for name in VAEGAN_NETWORKS}
 
     def train_step(self, batches) -> dict[str, torch.Tensor]:
+        cfg = self.config
         x = next(batches)
         self.batches_seen += 1
         with self.autocast():
-            eps, z_prior = self.shared_noise(len(x), self.config.z_dim), self.shared_noise(len(x), self.config.z_dim)
-            losses = vaegan_losses(self.model, x, None, self.config.vaegan_gamma, self.config.g_loss, eps, z_prior,
-                                   self.config.vae_beta)
+            eps, z_prior = self.shared_noise(len(x), cfg.z_dim), self.shared_noise(len(x), cfg.z_dim)
+            losses = vaegan_losses(self.model, x, None, cfg.vaegan_gamma, cfg.g_loss, eps, z_prior, cfg.vae_beta,
+                                   cfg.vaegan_joint_decode, cfg.vaegan_dis_layer, cfg.vaegan_d_batches,
+                                   cfg.vaegan_gan_on_recon)
+        update_d, decoder_gan = True, True
+        if cfg.vaegan_margin > 0:
+            # One host synchronisation: the rule decides which updates happen.
+            d_real, d_fake = torch.stack([losses.d_real, losses.d_fake]).float().tolist()
+            update_d, decoder_gan = equilibrium_gates(d_real, d_fake, cfg.vaegan_margin)
+            if not decoder_gan:
+                losses = dataclasses.replace(losses, decoder=cfg.vaegan_gamma * losses.llike)
+        names = VAEGAN_NETWORKS if update_d else VAEGAN_NETWORKS[:2]
         # With fp16 each network's loss is scaled by its own GradScaler, which unscales in apply_gradients.
         scaled = dataclasses.replace(losses, **{name: self.scalers[name].scale(loss.float())
                                                 for name, loss in losses.per_network().items()})
         for name in VAEGAN_NETWORKS:
             self.optimizers[name].zero_grad(set_to_none=True)
-        vaegan_backward(self.model, scaled)
-        for name, loss in losses.per_network().items():
-            self.apply_gradients(name, loss.float())
+        vaegan_backward(self.model, scaled, names)
+        per_network = losses.per_network()
+        for name in names:
+            self.apply_gradients(name, per_network[name].float())
         self.end_step()
-        return {"kl": losses.prior.detach().float(), "llike": losses.llike.detach().float(),
-                "d_loss": losses.discriminator.detach().float(), "dec_loss": losses.decoder.detach().float()}
+        stats = {"kl": losses.prior.detach().float(), "llike": losses.llike.detach().float(),
+                 "d_loss": losses.discriminator.detach().float(), "dec_loss": losses.decoder.detach().float(),
+                 "d_real": losses.d_real.detach().float(), "d_fake": losses.d_fake.detach().float()}
+        if cfg.vaegan_margin > 0:
+            stats["d_updated"], stats["dec_gan"] = torch.tensor(float(update_d)), torch.tensor(float(decoder_gan))
+        return stats
 
 
 VAEGAN_FAMILY = Family(
