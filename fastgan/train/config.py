@@ -88,7 +88,7 @@ class TrainConfig:
     # Other families
     vae_width: int = _f(32, "vae, vaegan: channels of the encoder's first and the decoder's last hidden block (DCGAN layout)")
     vae_beta: float = _f(1.0, "vae, rvae: weight of the KL term (1: the ELBO; otherwise a beta-VAE); vaegan: of the "
-                                  "KL term in the encoder's loss (1: Larsen et al.)")
+                                  "KL term in the encoder's loss (1: Larsen et al.; vaegan's default: 4)")
     vae_likelihood: str = _f("auto", "vae, rvae: p(x|z); auto is bernoulli for images, gaussian for sequences",
                              ("auto", *LIKELIHOODS))
     vae_sigma: float = _f(0.1, "vae, rvae: standard deviation of the gaussian likelihood")
@@ -102,12 +102,13 @@ class TrainConfig:
     vaegan_dis_layer: str = _f("last", "vaegan: Dis_l, the discriminator layer whose features measure reconstructions: "
                                        "its last block's output, or that block's convolution before batch norm and "
                                        "activation (conv, as in Larsen et al.'s code)", DIS_LAYERS)
-    vaegan_d_batches: str = _f("joint", "vaegan: D judges real, reconstructed and prior-sampled images in one pass "
-                                        "(joint: shared batch-norm statistics) or one pass each (separate)",
-                               D_BATCHES)
-    vaegan_gan_on_recon: bool = _f(True, "vaegan: D judges reconstructions as well as prior samples (the paper's "
-                                         "L_GAN); off: prior samples only, as Larsen et al.'s code runs CIFAR-10 and "
-                                         "CelebA")
+    vaegan_d_batches: str = _f("separate", "vaegan: D judges real, reconstructed and prior-sampled images in one "
+                                           "pass each (separate, as DCGAN's D does), or in one pass (joint: shared "
+                                           "batch-norm statistics, which let part of the samples collapse onto one "
+                                           "pattern; see docs/results.md)", D_BATCHES)
+    vaegan_gan_on_recon: bool = _f(False, "vaegan: D judges reconstructions as well as prior samples (the "
+                                          "paper's L_GAN); off: prior samples only, as Larsen et al.'s code runs "
+                                          "CIFAR-10 and CelebA")
     seq_len: int = _f(0, "rgan, rvae, seqgan: time steps of the built-in sines and oracle data (0: 30 for sines, 24 "
                          "for sines-timegan, 20 for oracle; a .npy has its own); the run records the length it used")
     seq_n: int = _f(10000, "rgan, rvae, seqgan: sequences in the built-in sines or oracle training set")

@@ -82,4 +82,8 @@ VAEGAN_FAMILY = Family(
            "label_smoothing": ((0.0,), "its losses use D's probability of real"),
            "d_loss": (("bce",), "its losses use D's probability of real"),
            "g_loss": (("ns", "saturating"), "Larsen et al. 2016's decoder loss is ns or saturating")},
+    # beta 4 keeps q(z|x) near the prior that samples are drawn from (KL ~13 nats against ~32 at beta 1): digits-FID
+    # 36 against 72 at 1,000 steps over three seeds, reconstructions' label agreement 98.1% against 98.8%
+    # (docs/results.md).
+    defaults={"vae_beta": 4.0},
     metrics="fid, kid, is, pr")
