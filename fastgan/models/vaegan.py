@@ -98,7 +98,7 @@ class VAEGANLosses:
     discriminator: torch.Tensor  # L_GAN as the discriminator's loss
     prior: torch.Tensor          # L_prior = KL(q(z|x) || N(0, I)), batch mean
     llike: torch.Tensor          # L_llike^Dis_l, batch mean
-    gan: torch.Tensor            # the discriminator's GAN loss on x, x_recon, x_prior
+    gan: torch.Tensor            # the discriminator's GAN loss on x, x_prior and (gan_on_recon) x_recon
     decoder_gan: torch.Tensor    # the GAN part of the decoder's loss
     d_real: torch.Tensor         # D's binary cross-entropy on x, batch mean
     d_fake: torch.Tensor         # D's binary cross-entropy on the generated batches it learns from, their mean
