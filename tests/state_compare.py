@@ -1,5 +1,23 @@
-"""Exact comparison of nested checkpoint states (tensors, dicts, lists, plain values), for resume tests."""
+"""What resume tests compare: a run's resumable state bit for bit, and its logged rows."""
+import json
+
 import torch
+
+from fastgan.train import load_checkpoint
+
+RESUMABLE = ("networks", "ema", "optimizers", "scalers", "rng", "batches_seen")
+
+
+def resumable_state(run, extra=()):
+    """The checkpoint entries a resumed run must reproduce (and any extra keys a family adds)."""
+    state = load_checkpoint(run)
+    return {k: state[k] for k in RESUMABLE + tuple(extra)}
+
+
+def logged_rows(run):
+    """metrics.jsonl's rows without the throughput, which differs between runs."""
+    return [{k: v for k, v in json.loads(line).items() if k != "img_per_s"}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def assert_same(a, b, path=""):

@@ -291,6 +291,18 @@ def test_bce_one_pass_create_graph_backward_refuses_inputs_modified_in_place():
         torch.autograd.grad(loss, x, create_graph=True)
 
 
+def test_one_pass_losses_are_float32_whatever_the_default_dtype():
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        x = torch.randn(9, dtype=torch.float32, requires_grad=True)
+        for out in (functional.binary_cross_entropy_with_logits(x, torch.rand(9, dtype=torch.float32)),
+                    losses.d_loss(x, x), losses.g_loss(x)):
+            assert out.dtype == torch.float32
+    finally:
+        torch.set_default_dtype(default)
+
+
 def test_bce_eager_path_errors_are_the_public_ones():
     with pytest.raises(ValueError, match="target shape"):
         functional.binary_cross_entropy_with_logits(torch.randn(3), torch.rand(3, 1))

@@ -236,7 +236,8 @@ def _one_pass(input, target, reduction: str, grad: torch.Tensor | None) -> tuple
     else:
         total = _cpu_losses.bce_with_logits(x.data_ptr(), t.data_ptr(), grad_address, 0, n, scale, True, threads,
                                             0.0)
-        out = torch.full((), total * scale if n else (math.nan if reduction == "mean" else 0.0))
+        # float32 whatever torch's default dtype, as the reference gives float32 for float32 logits
+        out = torch.full((), total * scale if n else (math.nan if reduction == "mean" else 0.0), dtype=torch.float32)
     return out, scale
 
 

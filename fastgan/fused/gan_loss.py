@@ -200,7 +200,7 @@ class _BCEMeansOnePass(torch.autograd.Function):
             grads.append(grad)
             versions.append(x._version)
         ctx.grads, ctx.targets, ctx.logits, ctx.versions = grads, targets, logits, versions
-        return torch.full((), total)
+        return torch.full((), total, dtype=torch.float32)  # whatever torch's default dtype
 
     @staticmethod
     def backward(ctx, dloss):
@@ -219,7 +219,7 @@ def _bce_means(targets: tuple[float, ...], *logits: torch.Tensor) -> torch.Tenso
     total = 0.0
     for x, t in zip(logits, targets):
         total += one_pass_mean(x, t, None)
-    return torch.full((), total)
+    return torch.full((), total, dtype=torch.float32)  # whatever torch's default dtype
 
 
 def _one_pass(*logits: torch.Tensor) -> bool:
