@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
 import traceback
+import warnings
 
 from . import bench, plot, prepare, sample, train
 from . import eval as eval_command
@@ -86,13 +88,28 @@ def describe_error(e: BaseException) -> tuple[int, str]:
     return 1, f"{type(e).__name__}: {text} (unexpected; FASTGAN_DEBUG=1 or --debug shows where it happened)"
 
 
+@contextlib.contextmanager
+def _one_line_warnings(command: str):
+    """Warnings printed as `fastgan COMMAND: warning: MESSAGE`, one line each, where Python's format adds the file,
+    line and source of the warn() call. Only the format changes, so whoever records warnings still gets them."""
+    def one_line(message, category, filename, lineno, line=None):
+        return f"fastgan {command}: warning: {' '.join(str(message).split())}\n"
+
+    saved, warnings.formatwarning = warnings.formatwarning, one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a fastgan command. Errors end in one line on stderr and exit status 2 (bad option, file, setting,
     device, full disk) or 1 (a run that stopped at run time); --debug or FASTGAN_DEBUG=1 prints the
     traceback first."""
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        with _one_line_warnings(args.command):
+            args.run(args)
     except KeyboardInterrupt:
         print("fastgan: interrupted", file=sys.stderr)
         return 130

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,6 +73,10 @@ class NonFiniteError(RuntimeError):
 
 class DivergenceWarning(UserWarning):
     """A loss is finite but so large (|loss| > DIVERGED_LOSS) that training has almost surely diverged."""
+
+
+class EagerFallbackWarning(UserWarning):
+    """--compile was asked for on a device where torch.compile does not speed training up; the run trains eagerly."""
 
 
 def check_device(device, available: bool = True) -> torch.device:
@@ -169,9 +172,9 @@ class BaseTrainer:
         if self.device.type not in COMPILE_PAYS_ON:
             if not self._said_eager:
                 self._said_eager = True
-                print(f"fastgan: --compile: torch.compile does not speed up training on {self.device.type} (a "
-                      f"compiled DCGAN-32 step ran at 0.94x of eager on the CPU); training eagerly",
-                      file=sys.stderr)
+                warnings.warn(f"--compile: torch.compile does not speed up training on {self.device.type} (a "
+                              f"compiled DCGAN-32 step ran at 0.94x of eager on the CPU); training eagerly",
+                              EagerFallbackWarning, stacklevel=2)
             return module
         return torch.compile(module)
 
