@@ -113,6 +113,27 @@ def _dz_xhat(x_ptr, dy_ptr, offs, mask, c, mean_ptr, rstd_ptr, weight_ptr, bias_
 
 
 @triton.jit
+def _total_partial_sums(part_dz_ptr, part_dzx_ptr, dz_ptr, dzx_ptr, n_parts, channels, weight_ptr, w_stride,
+                        WEIGHTED: tl.constexpr, BLOCK_C: tl.constexpr):
+    """dz[c] and dzx[c]: the (n_parts, channels) partial sums totalled over their parts, each part's row times its
+    weight row (one weight per sample) when WEIGHTED. Run by the last program of a reduction to arrive; the .cg
+    loads read the other programs' partial sums from L2, not from this SM's L1."""
+    for c0 in range(0, channels, BLOCK_C):
+        cc = c0 + tl.arange(0, BLOCK_C)
+        m = cc < channels
+        t_dz = tl.zeros((BLOCK_C,), tl.float32)
+        t_dzx = tl.zeros((BLOCK_C,), tl.float32)
+        for k in range(0, n_parts):
+            wk = tl.full((BLOCK_C,), 1.0, tl.float32)
+            if WEIGHTED:
+                wk = _sample_row(k, cc, m, weight_ptr, w_stride, 1.0)
+            t_dz += wk * tl.load(part_dz_ptr + k * channels + cc, mask=m, other=0.0, cache_modifier=".cg")
+            t_dzx += wk * tl.load(part_dzx_ptr + k * channels + cc, mask=m, other=0.0, cache_modifier=".cg")
+        tl.store(dz_ptr + cc, t_dz, mask=m)
+        tl.store(dzx_ptr + cc, t_dzx, mask=m)
+
+
+@triton.jit
 def _backward_reduce_kernel(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr, psdz_ptr, psdzx_ptr, sdz_ptr,
                             sdzx_ptr, counter_ptr, outer, channels, inner, rows_per_group, n_cblocks, n_programs, alpha,
                             HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
@@ -138,17 +159,8 @@ def _backward_reduce_kernel(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_
     tl.store(psdz_ptr + group * channels + c, acc_dz, mask=cmask)
     tl.store(psdzx_ptr + group * channels + c, acc_dzx, mask=cmask)
     if last_to_arrive(counter_ptr, n_programs):
-        n_groups = n_programs // n_cblocks
-        for c0 in range(0, channels, BLOCK_C):
-            cc = c0 + tl.arange(0, BLOCK_C)
-            m = cc < channels
-            t_dz = tl.zeros((BLOCK_C,), tl.float32)
-            t_dzx = tl.zeros((BLOCK_C,), tl.float32)
-            for g in range(0, n_groups):
-                t_dz += tl.load(psdz_ptr + g * channels + cc, mask=m, other=0.0, cache_modifier=".cg")
-                t_dzx += tl.load(psdzx_ptr + g * channels + cc, mask=m, other=0.0, cache_modifier=".cg")
-            tl.store(sdz_ptr + cc, t_dz, mask=m)
-            tl.store(sdzx_ptr + cc, t_dzx, mask=m)
+        _total_partial_sums(psdz_ptr, psdzx_ptr, sdz_ptr, sdzx_ptr, n_programs // n_cblocks, channels, weight_ptr, 0,
+                            False, BLOCK_C)
         release_counter(counter_ptr)
 
 
@@ -230,19 +242,8 @@ def _sample_sums_kernel(x_ptr, dy_ptr, mean_ptr, rstd_ptr, weight_ptr, bias_ptr,
     tl.store(sdz_ptr + s * channels + c, acc_dz, mask=cmask)
     tl.store(sdzx_ptr + s * channels + c, acc_dzx, mask=cmask)
     if last_to_arrive(counter_ptr, n_programs):
-        for c0 in range(0, channels, BLOCK_C):
-            cc = c0 + tl.arange(0, BLOCK_C)
-            m = cc < channels
-            t_dz = tl.zeros((BLOCK_C,), tl.float32)
-            t_dzx = tl.zeros((BLOCK_C,), tl.float32)
-            for k in range(0, n_samples):
-                wk = tl.full((BLOCK_C,), 1.0, tl.float32)
-                if HAS_WEIGHT:
-                    wk = _sample_row(k, cc, m, weight_ptr, w_stride, 1.0)
-                t_dz += wk * tl.load(sdz_ptr + k * channels + cc, mask=m, other=0.0, cache_modifier=".cg")
-                t_dzx += wk * tl.load(sdzx_ptr + k * channels + cc, mask=m, other=0.0, cache_modifier=".cg")
-            tl.store(tdz_ptr + cc, t_dz, mask=m)
-            tl.store(tdzx_ptr + cc, t_dzx, mask=m)
+        _total_partial_sums(sdz_ptr, sdzx_ptr, tdz_ptr, tdzx_ptr, n_samples, channels, weight_ptr, w_stride, HAS_WEIGHT,
+                            BLOCK_C)
         release_counter(counter_ptr)
 
 
