@@ -34,6 +34,10 @@ class TrainConfig:
     name: str = _f("", "run name; the run directory is OUT_DIR/NAME (default: DATASET-MODEL, numbered if taken)")
     out_dir: str = _f("runs", "parent folder of run directories")
     resume: bool = _f(False, "continue the run OUT_DIR/NAME from its latest checkpoint")
+    init_from: str = _f("", "start from another run's checkpoint (its directory or file): its weights, optimizer "
+                            "states, step, data position and random streams, trained on under this run's settings "
+                            "(e.g. other adversarial settings after one shared pre-training); same model and data "
+                            "shape")
     seed: int = _f(0, "seed of weights, noise and data order; a seeded CPU run is bit-reproducible")
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:1, ...")
     threads: int = _f(0, "CPU threads for torch (0: torch's default)")

@@ -202,6 +202,9 @@ def train(config: TrainConfig) -> Path:
 
     from .distributed import Distributed
 
+    if config.resume and config.init_from:
+        raise ValueError("--init-from cannot be combined with --resume: a resumed run continues from its own "
+                         "checkpoint (it already started from --init-from's, if it was given one)")
     dist = Distributed.from_env(check_device(config.device, available=False))
     try:
         run_dir = _start_run(config, dist)
@@ -214,6 +217,8 @@ def train(config: TrainConfig) -> Path:
         trainer = make_trainer(config, dist)
         if config.resume:
             trainer.load_state_dict(state)
+        elif config.init_from:
+            _start_from(trainer, config.init_from)
         main = dist.is_main
         if main:
             _open_run_dir(run_dir, trainer)
@@ -227,6 +232,32 @@ def train(config: TrainConfig) -> Path:
         return run_dir
     finally:
         dist.close()
+
+
+def _start_from(trainer: BaseTrainer, source: str) -> None:
+    """Load the training state of `source` (a run directory or checkpoint file) into a new run's trainer, keeping
+    the trainer's own optimizer settings (learning rates, betas), which come from this run's config."""
+    state = load_checkpoint(source)
+    require_keys(state, BaseTrainer.STATE_KEYS, source)
+    cfg = trainer.config
+    model = state["config"].get("model")
+    if model != cfg.model:
+        raise ValueError(f"--init-from {source}: that run trained --model {model}, this one --model {cfg.model}; "
+                         f"start from a {cfg.model} run")
+    if state["step"] >= cfg.steps:
+        raise ValueError(f"--init-from {source}: that run is at step {state['step']}, so --steps {cfg.steps} leaves "
+                         f"nothing to train: pass --steps above {state['step']}")
+    own = {name: [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
+           for name, opt in trainer.optimizers.items()}
+    try:
+        trainer.load_state_dict(state)
+    except (RuntimeError, ValueError) as e:  # torch's size mismatches are RuntimeErrors over several lines
+        first = " ".join(str(e).split("\n")[:2]).strip() or type(e).__name__
+        raise ValueError(f"--init-from {source}: its networks do not fit this run's settings ({first}); start from "
+                         f"a run with the same architecture options") from None
+    for name, opt in trainer.optimizers.items():
+        for group, settings in zip(opt.param_groups, own[name]):
+            group.update(settings)
 
 
 def _load_for_resume(run_dir: Path, dist) -> dict:
