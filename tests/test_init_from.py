@@ -69,3 +69,10 @@ def test_a_missing_source_is_a_one_line_error(tmp_path, capsys):
                  "--init-from", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "nowhere" in err, err
+
+
+def test_a_branch_resumes_from_its_own_checkpoint(tmp_path, pretrained):
+    train(config(tmp_path, name="branch", steps=4, init_from=str(pretrained), **ADVERSARIAL))
+    resumed = train(TrainConfig(out_dir=str(tmp_path), name="branch", steps=5, resume=True, progress=False))
+    whole = train(config(tmp_path, name="whole", steps=5, **ADVERSARIAL))
+    assert_same(resumable_state(resumed), resumable_state(whole))
