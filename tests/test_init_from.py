@@ -1,4 +1,6 @@
 """--init-from: a new run that starts from another run's checkpoint and trains on under its own settings."""
+import shutil
+
 import pytest
 from state_compare import assert_same, logged_rows, resumable_state
 
@@ -71,8 +73,11 @@ def test_a_missing_source_is_a_one_line_error(tmp_path, capsys):
     assert "\n" not in err and "nowhere" in err, err
 
 
-def test_a_branch_resumes_from_its_own_checkpoint(tmp_path, pretrained):
-    train(config(tmp_path, name="branch", steps=4, init_from=str(pretrained), **ADVERSARIAL))
+def test_a_branch_resumes_from_its_own_checkpoint_without_its_source(tmp_path, pretrained):
+    source = tmp_path / "source"
+    shutil.copytree(pretrained, source)
+    train(config(tmp_path, name="branch", steps=4, init_from=str(source), **ADVERSARIAL))
+    shutil.rmtree(source)
     resumed = train(TrainConfig(out_dir=str(tmp_path), name="branch", steps=5, resume=True, progress=False))
     whole = train(config(tmp_path, name="whole", steps=5, **ADVERSARIAL))
     assert_same(resumable_state(resumed), resumable_state(whole))
