@@ -47,6 +47,8 @@ def test_the_new_runs_learning_rates_replace_the_checkpoints(tmp_path, pretraine
     (["--steps", "3"], "that run is at step 3, so --steps 3 leaves nothing to train: pass --steps above 3"),
     (["--steps", "5", "--seq-hidden", "4"], "its networks do not fit this run's settings (Error(s) in loading "
                                             "state_dict for SeqGANGenerator:"),
+    (["--steps", "5", "--seq-len", "6"], "--init-from {source}: checkpoint was trained on data of shape [8], this "
+                                         "run has [6]"),
     (["--steps", "5", "--resume"], "--init-from cannot be combined with --resume"),
 ])
 def test_a_branch_that_cannot_start_is_a_one_line_error(tmp_path, pretrained, capsys, argv, message):
@@ -55,7 +57,7 @@ def test_a_branch_that_cannot_start_is_a_one_line_error(tmp_path, pretrained, ca
             "--out-dir", str(tmp_path), "--name", "b", "--init-from", str(pretrained)]
     assert main(base + argv) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and message in err, err
+    assert "\n" not in err and message.format(source=pretrained) in err, err
     assert not (tmp_path / "b").exists()
 
 

@@ -251,8 +251,10 @@ def _start_from(trainer: BaseTrainer, source: str) -> None:
            for name, opt in trainer.optimizers.items()}
     try:
         trainer.load_state_dict(state)
-    except (RuntimeError, ValueError) as e:  # torch's size mismatches are RuntimeErrors over several lines
-        first = " ".join(str(e).split("\n")[:2]).strip() or type(e).__name__
+    except CheckpointError as e:  # the data shape or the set of networks differs
+        raise CheckpointError(f"--init-from {source}: {e}") from None
+    except RuntimeError as e:  # torch's size mismatches, over several lines
+        first = " ".join(" ".join(str(e).split("\n")[:2]).split()) or type(e).__name__
         raise ValueError(f"--init-from {source}: its networks do not fit this run's settings ({first}); start from "
                          f"a run with the same architecture options") from None
     for name, opt in trainer.optimizers.items():
