@@ -20,7 +20,7 @@ torch.utils.benchmark's blocked_autorange medians; a row reports the median over
 time / fastgan time: above 1, fastgan is faster. Before timing, each row checks that the two agree (values
 and gradients).
 
-The table goes to stdout and to bench/results/eager-ops-<device>-<date>.md with the device, date, versions,
+The table goes to stdout and to bench/results/eager-ops-<device>-<date>-<HHMM>.md with the device, date, versions,
 thread count, load average and this command.
 """
 from __future__ import annotations
@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     ])
     text = header + table(all_cases, times) + "\n" + overhead(all_cases, times) + "\n"
     print(text)
-    write_result(f"eager-ops-cpu-{now:%Y-%m-%d}.md", text, args.out)
+    write_result(f"eager-ops-cpu-{now:%Y-%m-%d-%H%M}.md", text, args.out)
     return 0
 
 

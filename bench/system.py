@@ -12,9 +12,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def write_result(name: str, text: str, out_dir: str | os.PathLike | None = None) -> Path:
     """Write a results file (default folder bench/results, wherever the benchmark runs from) with
-    fastgan.atomic, so an interrupted benchmark never leaves half a table; print and return its path."""
+    fastgan.atomic, so an interrupted benchmark never leaves half a table; print and return its path. A file of
+    that name is never replaced: the new one takes the first free name NAME-2.md, NAME-3.md, ..."""
     out = Path(out_dir) if out_dir is not None else RESULTS
-    path = atomic_write_bytes(out / name, text.encode("utf-8"))  # creates the folder if missing
+    target, stem, n = out / name, Path(name).stem, 2
+    while target.exists():
+        target, n = out / f"{stem}-{n}{Path(name).suffix}", n + 1
+    path = atomic_write_bytes(target, text.encode("utf-8"))  # creates the folder if missing
     print(f"wrote {path}")
     return path
 

@@ -192,8 +192,9 @@ def train(config: TrainConfig) -> Path:
     samples/stepN.png, metrics.jsonl (one JSON object per log step), config.json and checkpoint.pt
     (with checkpoint.prev.pt, the one before it), curves.png (losses, logits and evaluations over steps, drawn at
     each checkpoint when matplotlib is installed) and, with config.tensorboard, TensorBoard events in
-    tensorboard/. It is created only once the data, the networks, the device, a resumed checkpoint and the free
-    space have been checked, so a run that fails up front leaves nothing behind.
+    tensorboard/. It is created only once the data, the networks, the device, a resumed checkpoint (or the
+    --init-from source) and the free space have been checked, so a run that fails up front leaves nothing behind.
+    With config.init_from the run starts from that checkpoint's state under its own settings (_start_from).
 
     Launched by torchrun with several processes, each process trains on its shard of every batch and
     gradients are averaged before each update; process 0 alone writes the run directory.
