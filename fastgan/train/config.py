@@ -157,6 +157,9 @@ class TrainConfig:
                              "with different seeds learn the same task")
     # Faults and scale-out
     max_nonfinite: int = _f(3, "consecutive updates with non-finite loss or gradients (each skipped) before training stops")
+    on_divergence: str = _f("stop", "what a run does when it diverges: stop (exit status 1, its last healthy "
+                                    "checkpoint kept) or continue (checkpoints rotate as usual)",
+                            ("stop", "continue"))
     sync_bn: bool = _f(False, "distributed runs: batch-norm statistics over the global batch (SyncBatchNorm)")
     # Output
     log_every: int = _f(50, "steps between metrics.jsonl lines")
@@ -231,6 +234,8 @@ class TrainConfig:
                      "rgan_moment_weight"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0")
+        if self.on_divergence not in ("stop", "continue"):
+            bad("on_divergence", "must be stop or continue")
         if not 0 <= self.label_smoothing < 1:
             bad("label_smoothing", "must be in [0, 1)")
         if self.label_smoothing and self.d_loss != "bce":
