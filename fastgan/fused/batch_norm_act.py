@@ -44,7 +44,10 @@ def batch_norm_act_reference(x, weight, bias, running_mean, running_var, trainin
         y = _affine(F.batch_norm(wide(x), running_mean, running_var, None, None, training, momentum, eps),
                     weight, bias)
     else:
-        y = F.batch_norm(wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
+        # F.batch_norm on the CPU takes no weight of another dtype than x's (float16 parameters of float16 x).
+        xw = wide(x)
+        weight, bias = (None if t is None else t.to(xw.dtype) for t in (weight, bias))
+        y = F.batch_norm(xw, running_mean, running_var, weight, bias, training, momentum, eps)
     return bias_act_reference(y, None, act, alpha).to(dtype)
 
 
