@@ -6,6 +6,8 @@ receive from the fused layer; the jit functions branch on these names (tests che
 """
 from __future__ import annotations
 
+import operator
+
 import torch
 import triton
 import triton.language as tl
@@ -23,6 +25,45 @@ RELU = tl.constexpr(1)
 LRELU = tl.constexpr(2)
 TANH = tl.constexpr(3)
 SIGMOID = tl.constexpr(4)
+
+
+# ---------------------------------------------------------------- the interpreter's scalars
+
+def _interpreter_scalars_index() -> None:
+    """Lets loop bounds that are kernel arguments (`range(0, n, BLOCK)`) run under TRITON_INTERPRET=1 with
+    NumPy >= 2.4.
+
+    The interpreter holds a scalar as a one-element array and converts it to an int with int(array), which
+    NumPy 2.4 turned from a deprecation into a TypeError ("only 0-dimensional arrays can be converted to
+    Python scalars"). Triton's later interpreter squeezes the array first (triton-lang/triton#9171); on one
+    that does not (triton 3.6), the same conversion is added to the per-launch patches. Checked by behaviour,
+    not version: nothing changes where the interpreter's own conversion works, or where its internals differ.
+    """
+    from triton.runtime import interpreter
+
+    patch_tensor = getattr(interpreter, "_patch_lang_tensor", None)
+    scope_type = getattr(interpreter, "_LangPatchScope", None)
+    builder = getattr(interpreter, "interpreter_builder", None)
+    if patch_tensor is None or scope_type is None or builder is None:
+        return
+    scope = scope_type()
+    patch_tensor(tl.tensor, scope)
+    try:
+        operator.index(tl.tensor(builder.get_int32(3), tl.int32))
+        return
+    except TypeError:
+        pass
+    finally:
+        scope.restore()
+
+    def patch_tensor_with_scalar_index(tensor, scope):
+        patch_tensor(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+    interpreter._patch_lang_tensor = patch_tensor_with_scalar_index
+
+
+if triton.knobs.runtime.interpret:
+    _interpreter_scalars_index()
 
 
 # ---------------------------------------------------------------- logistic functions
