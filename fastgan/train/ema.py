@@ -26,15 +26,16 @@ class EMA:
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
 
-    @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         # The parameter lists are made once per model rather than by walking the module tree every step.
         # Parameter objects outlive .to() and load_state_dict (both fill them in place);
-        # buffers may be replaced, so they are listed afresh.
-        if self._source is not model:
-            self._source, self._params = model, (list(self.module.parameters()), list(model.parameters()))
-        torch._foreach_lerp_(*self._params, 1.0 - self.current_decay())
-        self.num_updates += 1
-        buffers = list(model.buffers())
-        if buffers:
-            torch._foreach_copy_(list(self.module.buffers()), buffers)
+        # buffers may be replaced, so they are listed afresh. (no_grad as a block, not a decorator: mutation
+        # testing leaves decorated functions out.)
+        with torch.no_grad():
+            if self._source is not model:
+                self._source, self._params = model, (list(self.module.parameters()), list(model.parameters()))
+            torch._foreach_lerp_(*self._params, 1.0 - self.current_decay())
+            self.num_updates += 1
+            buffers = list(model.buffers())
+            if buffers:
+                torch._foreach_copy_(list(self.module.buffers()), buffers)
