@@ -27,6 +27,12 @@ Append-only files (metrics.jsonl) are not replaced but appended to, one whole li
 O_APPEND (append_line): a crash can tear only the line being written, never an earlier one, and the
 next append cuts a torn last line away first.
 
+Inputs and outputs are checked here too, before any work starts: require_regular_file refuses a FIFO, device
+or socket (reading one would hang or never end) and check_replaceable refuses to write over a command's own
+input or over a file of a kind the command does not make (without force). Files of a run folder are opened
+with follow_symlinks=False (read_file, append_line): a symlink there is an error naming it, never a way to
+write outside the folder.
+
 Standard library only: every layer of fastgan may import this module.
 """
 from __future__ import annotations
@@ -35,6 +41,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 import time
 import warnings
 from pathlib import Path
@@ -45,7 +52,8 @@ try:
 except ImportError:  # Windows: no flock; remove_stale_temps then goes by age alone
     fcntl = None
 
-__all__ = ["AtomicFile", "append_line", "atomic_write", "atomic_write_bytes", "fsync_dir", "remove_stale_temps"]
+__all__ = ["AtomicFile", "SymlinkError", "append_line", "atomic_write", "atomic_write_bytes", "check_replaceable",
+           "fsync_dir", "read_file", "refuse_symlink", "remove_stale_temps", "require_regular_file"]
 
 _TEMP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _TEMP_ATTEMPTS = 100
@@ -57,6 +65,110 @@ FRESH_TEMP_S = 2.0
 #: where locks cannot be taken (no fcntl, or a filesystem without flock), only temporary files untouched for
 #: this long are taken for abandoned
 UNLOCKED_STALE_S = 3600.0
+
+
+class SymlinkError(OSError):
+    """A file that fastgan opens without following symlinks (a run folder's) is a symlink."""
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def _kind_of(mode: int) -> str | None:
+    """What a file that is not a regular file is ("a FIFO (named pipe)", ...); None for a regular file."""
+    for test, kind in _SPECIAL:
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def require_regular_file(path: str | os.PathLike, what: str, folder_ok: bool = False) -> Path:
+    """path as a Path if it is a regular file (or, with folder_ok, a folder); otherwise a one-line error naming
+    it: FileNotFoundError when it does not exist, ValueError for a FIFO, device or socket, which fastgan never
+    opens (reading one blocks, or never ends). `what` says what the file is for ("--config file", "dataset").
+
+    The check is a stat, which opens nothing; a symlink is followed (a user's own input may be one).
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"no such {what}", os.fspath(path)) from None
+    kind = _kind_of(mode)
+    if kind is None or (folder_ok and stat.S_ISDIR(mode)):
+        return path
+    raise ValueError(f"{path}: the {what} is {kind}, not a regular file; fastgan reads only regular files"
+                     f"{' and folders' if folder_ok else ''} there")
+
+
+def refuse_symlink(path: str | os.PathLike, error: OSError) -> None:
+    """Raise SymlinkError naming path if an open with O_NOFOLLOW failed (`error`) because path is a symlink."""
+    if error.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):
+        raise SymlinkError(errno.ELOOP, f"{os.fspath(path)}: is a symlink; fastgan does not follow symlinks in a "
+                                        f"run folder: replace it with the file itself") from None
+
+
+def read_file(path: str | os.PathLike, follow_symlinks: bool = True) -> bytes:
+    """The bytes of the file at path; with follow_symlinks=False a symlink is a SymlinkError naming it, and a
+    FIFO, device or socket a ValueError (the file is opened without blocking and checked before reading)."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    if not follow_symlinks:
+        flags |= _NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if not follow_symlinks:
+            refuse_symlink(path, e)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        kind = _kind_of(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise ValueError(f"{os.fspath(path)}: is {kind}, not a regular file")
+        return f.read()
+
+
+def check_replaceable(path: str | os.PathLike, what: str, is_kind, inputs=(), force: bool = False) -> Path:
+    """Check, before any work starts, that a command may write its output at path; returns path as a Path.
+
+    - path must not be one of `inputs` (the same file, by device and inode, or the same path): a command never
+      writes over what it reads, not even with force;
+    - an existing path must be a regular file for which is_kind(first 64 bytes) is true: a file of the kind the
+      command makes (`what`, e.g. "a PNG image"), which it may replace; anything else (another kind of file, a
+      symlink) needs force=True. A folder, FIFO, device or socket is refused even with force.
+    """
+    path = Path(path)
+    for source in inputs:
+        source = Path(source)
+        same = os.path.abspath(source) == os.path.abspath(path)
+        try:
+            same = same or os.path.samefile(source, path)
+        except OSError:
+            pass  # one of them does not exist
+        if same:
+            raise ValueError(f"{path}: is also the input {source}; write the output to another file")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return path
+    if stat.S_ISLNK(mode):
+        if force:
+            return path  # the rename replaces the link itself, never the file it points to
+        raise ValueError(f"{path}: exists and is a symlink; pass --force to replace the link (not the file it "
+                         f"points to), or choose another output")
+    kind = _kind_of(mode)
+    if kind is not None:
+        raise ValueError(f"{path}: exists and is {kind}; choose another output")
+    if force:
+        return path
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0) | _NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        head = f.read(64)
+    if not is_kind(head):
+        raise ValueError(f"{path}: exists and is not {what}, which is all this command replaces; pass --force to "
+                         f"replace it anyway, or choose another output")
+    return path
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:
@@ -223,19 +335,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | bytearray | memory
     return atomic_write(path, lambda f: f.write(data))
 
 
-def append_line(path: str | os.PathLike, line: str, sync: bool = True) -> None:
+def append_line(path: str | os.PathLike, line: str, sync: bool = True, follow_symlinks: bool = True) -> None:
     """Append `line` and a newline to the log file at path (created if missing), in one write(2) with O_APPEND.
 
     A crash can then tear only this line, never an earlier one. A failed write (disk full) is undone by
     cutting the file back to its old length before the error is raised. A file that does not end in a
     newline holds a line torn by an earlier crash: it is cut back to its last complete line, with a
-    warning, so the new line does not run into it. sync: fsync after writing.
+    warning, so the new line does not run into it. sync: fsync after writing. follow_symlinks=False: a symlink
+    at path is a SymlinkError naming it (a run folder's log), and anything but a regular file a ValueError.
     """
     data = memoryview((line.rstrip("\n") + "\n").encode())
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= _NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if not follow_symlinks:
+            refuse_symlink(path, e)
+        raise
     size = None
     try:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        if _kind_of(info.st_mode) is not None:
+            raise ValueError(f"{os.fspath(path)}: is {_kind_of(info.st_mode)}, not a log file")
+        size = info.st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             kept = _complete_lines_length(fd, size)
             os.ftruncate(fd, kept)

@@ -17,6 +17,7 @@ import numpy as np
 import fastgan.atomic as atomic_module
 import fastgan.train.checkpoint as checkpoint_module
 import fastgan.train.loop as loop_module
+import fastgan.train.run_folder as run_folder_module
 from fastgan.cli import main
 from fastgan.data.format import write_fgd
 from fastgan.train import (BaseTrainer, CheckpointError, NonFiniteError, TrainConfig, Trainer, load_checkpoint,
@@ -287,7 +288,7 @@ def test_the_pre_flight_measures_a_checkpoint_with_adam_moments_without_touching
 
 def test_a_disk_with_room_for_two_checkpoints_is_refused_before_the_first_step(tmp_path, monkeypatch):
     size = loop_module.checkpoint_size(Trainer(small(tmp_path, name="tiny")))
-    free = {"bytes": 2 * size + loop_module.OUTPUT_MARGIN_BYTES}
+    free = {"bytes": 2 * size + run_folder_module.OUTPUT_MARGIN_BYTES}
 
     class Usage:
         total = used = 10**12
@@ -301,7 +302,7 @@ def test_a_disk_with_room_for_two_checkpoints_is_refused_before_the_first_step(t
         train(small(tmp_path, steps=2, name="tiny"))
     assert info.value.errno == errno.ENOSPC
     assert not (tmp_path / "tiny").exists()
-    free["bytes"] = 3 * size + loop_module.OUTPUT_MARGIN_BYTES
+    free["bytes"] = 3 * size + run_folder_module.OUTPUT_MARGIN_BYTES
     assert load_checkpoint(train(small(tmp_path, steps=2, name="tiny")))["step"] == 2
 
 

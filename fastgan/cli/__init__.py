@@ -43,15 +43,25 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a bad option or value is one line (`fastgan train: error: ...`) with a pointer to
+    --help, not the usage text before it: the usage is long, and it hides the one line that matters."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastgan", description="Fast, exact GAN training for PyTorch.")
+    parser = _Parser(prog="fastgan", description="Fast, exact GAN training for PyTorch.")
     parser.add_argument("--version", action=_Version,
                         help="print the version and the implementation each layer uses (fused ops, data loader)")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (as does the environment variable FASTGAN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
-        p = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
+        # A command with its own -h/--help (train, bench: one that follows --model) says so by OWN_HELP.
+        p = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
+                           add_help=not getattr(module, "OWN_HELP", False))
         module.add_arguments(p)
         p.set_defaults(run=module.run)
     return parser
@@ -71,6 +81,7 @@ def describe_error(e: BaseException) -> tuple[int, str]:
     files, its settings or its installation (ValueError, OSError, ImportError), 1 for a failure at run time (a run that diverged, anything
     unexpected, which the line says how to see in full)."""
     from ..train import NonFiniteError
+    from ..train.base import DivergedError
 
     text = str(e)
     if isinstance(e, OSError):
@@ -81,7 +92,7 @@ def describe_error(e: BaseException) -> tuple[int, str]:
         if e.errno in _FULL:
             text += " (the disk is full: free some space and run again)"
     text = " ".join(text.split("\n")).strip()
-    if isinstance(e, NonFiniteError):
+    if isinstance(e, (NonFiniteError, DivergedError)):
         return 1, text
     if isinstance(e, (ValueError, OSError, ImportError)):
         return 2, text

@@ -1,8 +1,6 @@
 """fastgan eval: score a trained run and append the scores to its metrics.jsonl."""
 from __future__ import annotations
 
-import json
-
 HELP = ("evaluate a checkpoint: FID, KID, IS, precision/recall, mode coverage, generated-class accuracy; sequence "
         "and token metrics")
 DESCRIPTION = ("Score a run's EMA generator with its family's default metrics, print them, and append "
@@ -32,9 +30,25 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict[str, float]:
-    """Evaluate, print a table, and append {"step": ..., "eval": {...}} to the run's metrics.jsonl."""
-    from ..atomic import append_line
-    from ..train.evaluate import METRICS, evaluate_checkpoint, run_directory
+    """Evaluate, print a table, and append {"step": ..., "eval": {...}} to the run's metrics.jsonl.
+
+    The run folder is owned (locked) for the whole evaluation, so a training run cannot write it meanwhile (nor
+    this one start while it trains), and a read-only run or a symlinked log is refused before anything is computed.
+    """
+    from ..train.evaluate import run_directory
+    from ..train.run_folder import RunFolder
+
+    folder = RunFolder(run_directory(args.ckpt))
+    folder.lock("fastgan eval")
+    try:
+        folder.check_log_writable()
+        return _evaluate(args, folder)
+    finally:
+        folder.release()
+
+
+def _evaluate(args, folder) -> dict[str, float]:
+    from ..train.evaluate import evaluate_checkpoint
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     result = evaluate_checkpoint(args.ckpt, metrics, n=args.n, batch_size=args.batch_size, device=args.device,
@@ -48,7 +62,6 @@ def run(args) -> dict[str, float]:
         print(f"{'n':<{width}}  {n} (the run's training set has {n} sequences)")
     for key, value in result.items():
         print(f"{key:<{width}}  {value:.6g}")
-    line = json.dumps({"step": step, "eval": {"n": n, **result}})
     # An append, not a rewrite: the log is the run's history (a crash can tear only this line).
-    append_line(run_directory(args.ckpt) / METRICS, line)
+    folder.log({"step": step, "eval": {"n": n, **result}})
     return {"step": step, **result}

@@ -12,7 +12,15 @@ DESCRIPTION = ("Reads each run's metrics.jsonl and draws, one panel each, the sm
 
 def add_arguments(parser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directory, or its metrics.jsonl")
-    parser.add_argument("--out", default="curves.png", help="output PNG (default: curves.png)")
+    parser.add_argument("--out", default="curves.png",
+                        help="output PNG; an existing PNG is replaced, anything else needs --force (default: "
+                             "curves.png)")
+    parser.add_argument("--force", action="store_true", help="replace --out even if it is not a PNG image")
+
+
+def is_png(head: bytes) -> bool:
+    """Whether a file starting with `head` is a PNG image (its 8-byte signature)."""
+    return head.startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def _log_of(run: str) -> Path:
@@ -27,7 +35,10 @@ def run(args) -> None:
     from ..train.curves import draw_curves
     from ..train.loop import read_log
 
+    from ..atomic import check_replaceable
+
     logs = [_log_of(run) for run in args.runs]
+    check_replaceable(args.out, "a PNG image", is_png, inputs=logs, force=args.force)
     labels = [log.parent.name for log in logs]
     if len(set(labels)) < len(labels):  # runs of the same name in different folders
         labels = [str(log.parent) for log in logs]

@@ -13,12 +13,47 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
     parser.add_argument("--out", default="samples.png",
                         help="output PNG; sequences also write their values to this name with suffix .npy; seqgan's "
-                             "tokens go to this name with suffix .txt (default: samples.png)")
+                             "tokens go to this name with suffix .txt; an existing file is replaced only if it is of "
+                             "that kind (PNG, .npy, token text), anything else needs --force (default: samples.png)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the output files even if they are not of the kind sample writes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default: 0)")
     parser.add_argument("--class", dest="label", type=int, default=None, metavar="K",
                         help="conditional runs: samples of class K only (0 to the run's classes - 1)")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator instead of its EMA")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+#: the most samples one command draws: (N, C, H, W) float32 samples of 64 x 64 RGB images take 3 GiB at this N
+MAX_SAMPLES = 65536
+#: the most pixels of a PNG of samples: PIL's decompression-bomb limit, above which PIL warns on opening the file
+MAX_PIXELS = 89_478_485
+#: the smallest panel of a grid, in pixels: images are scaled up to at least 64 px; sequence panels are 164 x 84
+PANEL_PIXELS = {"images": 64 * 64, "sequences": 164 * 84}
+SIGNATURES = {".png": ("a PNG image", lambda head: head.startswith(b"\x89PNG\r\n\x1a\n")),
+              ".npy": ("a .npy array", lambda head: head.startswith(b"\x93NUMPY")),
+              ".txt": ("a text file of token ids", lambda head: not head.strip(b"0123456789 \n"))}
+
+
+def _check_outputs(args, kind: str) -> None:
+    """Before any sample is drawn: --n fits a grid PNG that can be opened, and every output file is new or of the
+    kind it holds, and none is the checkpoint read."""
+    from pathlib import Path
+
+    from ..atomic import check_replaceable
+    from ..train.samples import SAMPLE_SUFFIX
+
+    per_panel = PANEL_PIXELS.get(kind)
+    if per_panel and args.n > MAX_PIXELS // per_panel:
+        raise ValueError(f"--n must be at most {MAX_PIXELS // per_panel:,} for {kind}: a PNG grid of {args.n:,} "
+                         f"{kind} is over PIL's {MAX_PIXELS:,}-pixel limit")
+    out = Path(args.out).with_suffix(SAMPLE_SUFFIX[kind])
+    outputs = [out, out.with_suffix(".npy")] if kind == "sequences" else [out]
+    ckpt = Path(args.ckpt)
+    inputs = [ckpt / "checkpoint.pt", ckpt / "checkpoint.prev.pt"] if ckpt.is_dir() else [ckpt]
+    for path in outputs:
+        what, is_kind = SIGNATURES[path.suffix]
+        check_replaceable(path, what, is_kind, inputs=inputs, force=args.force)
 
 
 def run(args) -> None:
@@ -31,10 +66,13 @@ def run(args) -> None:
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1; got {args.n}")
+    if args.n > MAX_SAMPLES:
+        raise ValueError(f"--n must be at most {MAX_SAMPLES:,}; got {args.n:,}")
     if not 0 <= args.seed <= MAX_SEED:
         raise ValueError(f"--seed must be between 0 and 2**63 - 1; got {args.seed}")
     generator, config, step = load_generator(args.ckpt, ema=not args.no_ema, device=args.device)
     kind = dataset_kind(config.dataset)
+    _check_outputs(args, kind)
     trainer = family(config.model).trainer
     if config.conditional:
         import torch

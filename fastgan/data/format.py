@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastgan.atomic import AtomicFile
+from fastgan.atomic import AtomicFile, require_regular_file
 
 MAGIC = b"\x89FGD\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -110,7 +110,9 @@ def parse_header(data: bytes, file_size: int) -> Header:
 
 
 def read_header(path: str | os.PathLike) -> Header:
-    """The validated header of a .fgd file; ValueError names the file and the problem."""
+    """The validated header of a .fgd file; ValueError names the file and the problem (a FIFO, device or socket
+    is refused before it is opened: reading one would block)."""
+    require_regular_file(path, ".fgd dataset")
     with open(path, "rb") as f:
         file_size = os.fstat(f.fileno()).st_size
         data = f.read(HEADER_SIZE)

@@ -6,6 +6,7 @@ import zlib
 
 import numpy as np
 
+from ..atomic import require_regular_file
 from .format import Header, read_header
 
 
@@ -54,7 +55,7 @@ class PackedDataset:
     """
 
     def __init__(self, path: str | os.PathLike, verify: bool = True):
-        self.path = os.fspath(path)
+        self.path = os.fspath(require_regular_file(path, ".fgd dataset"))
         # Kept open, so that check_size looks at the very file that is mapped: a new file renamed over the path
         # leaves the mapped one intact and is no danger, a truncation of the mapped one is.
         self._file = open(self.path, "rb")

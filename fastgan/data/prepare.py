@@ -20,9 +20,9 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from ..atomic import remove_stale_temps
+from ..atomic import check_replaceable, remove_stale_temps, require_regular_file
 from .builtin import IMAGE_DATASETS, load_image_dataset
-from .format import FgdWriter
+from .format import MAGIC, FgdWriter
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
@@ -43,7 +43,8 @@ class _Source:
     chunks: Callable[[], Iterator[np.ndarray]]
 
 
-def prepare(src, dst, resolution: int | None = None, center_crop: bool = False, progress: bool = True) -> Path:
+def prepare(src, dst, resolution: int | None = None, center_crop: bool = False, progress: bool = True,
+            force: bool = False) -> Path:
     """Write `src` as the .fgd file `dst` (atomically) and return its path.
 
     src: a folder of images (labels from sub-folder names), a .zip of images, a .npz / .npy uint8 array
@@ -52,13 +53,16 @@ def prepare(src, dst, resolution: int | None = None, center_crop: bool = False, 
     folder (data_batch_1..5), or a built-in dataset name (digits).
     resolution: resize every image to resolution x resolution (Lanczos); center_crop first cuts the
     central square so the aspect ratio is kept.
+    dst is checked before any work starts: it is never src itself, and an existing dst is replaced only when it
+    is a .fgd file (force=True replaces another kind of file).
     """
     if resolution is not None and not 1 <= resolution <= 65536:
         raise ValueError(f"prepare: resolution must be between 1 and 65536; got {resolution}")
+    dst = check_replaceable(dst, "a .fgd dataset", lambda head: head.startswith(MAGIC),
+                            inputs=[src] if os.path.lexists(src) else [], force=force)
     source = _open_source(src, resolution, center_crop)
     from tqdm import tqdm
 
-    dst = Path(dst)
     # Temporary files of an earlier prepare of dst that was killed (they can be as large as the dataset).
     remove_stale_temps(dst.parent, dst.name)
     with FgdWriter(dst, source.count, source.shape, source.labels is not None) as writer:
@@ -77,6 +81,7 @@ def _open_source(src, resolution, center_crop) -> _Source:
             return _array_source(images, labels, None, False, src)
         raise FileNotFoundError(f"prepare: {src} does not exist and is not a built-in dataset "
                                 f"({', '.join(IMAGE_DATASETS)})")
+    require_regular_file(path, "prepare input", folder_ok=True)
     if path.is_dir():
         if (path / CIFAR10_BATCHES[0]).exists():
             return _array_source(*_load_cifar10(path), resolution, center_crop, str(path))
@@ -241,6 +246,7 @@ def _load_cifar10(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         path = folder / name
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing; a CIFAR-10 python folder holds {', '.join(CIFAR10_BATCHES)}")
+        require_regular_file(path, "CIFAR-10 batch")
         try:
             with open(path, "rb") as f:
                 batch = _Cifar10Unpickler(f, encoding="bytes").load()
@@ -265,7 +271,7 @@ def _folder_entries(folder: Path) -> list[tuple[str, str, Callable]]:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                path = Path(root) / name
+                path = require_regular_file(Path(root) / name, "image")
                 rel = path.relative_to(folder).as_posix()
                 entries.append((rel, str(path), lambda p=path: p))
     return sorted(entries, key=lambda e: e[0])

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import require_regular_file
 from .loader import rank_order
 from .sines import validate_sequences
 
@@ -22,8 +23,7 @@ def load_sequences(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if path.suffix != ".npy":
         raise ValueError(f"{path}: sequence data must be a .npy file of shape (N, T, F)")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such sequence file")
+    require_regular_file(path, "sequence file")  # a FIFO would block np.load
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as e:

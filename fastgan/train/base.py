@@ -71,6 +71,11 @@ class NonFiniteError(RuntimeError):
     """Training produced non-finite losses or gradients for too many consecutive updates."""
 
 
+class DivergedError(RuntimeError):
+    """The run diverged (run_folder.Divergence) and config.on_divergence is "stop": the last healthy checkpoint is
+    kept, and the message names its step."""
+
+
 class DivergenceWarning(UserWarning):
     """A loss is finite but so large (|loss| > DIVERGED_LOSS) that training has almost surely diverged."""
 

@@ -13,7 +13,8 @@ torch.load does not read the file directly; `torch.load(io.BytesIO(data[56:]), w
 does. Version 1 files (a bare torch.save archive with no checksum) still load.
 
 save_checkpoint keeps the checkpoint it replaces as checkpoint.prev.pt, and load_checkpoint(run_dir)
-falls back to it (with a warning) when checkpoint.pt is missing or damaged.
+falls back to it (with a warning) when checkpoint.pt is missing or damaged. A run folder's checkpoints are read
+without following symlinks (a symlink there is an error naming it); a checkpoint file given by path may be one.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from fastgan.atomic import AtomicFile
+from fastgan.atomic import AtomicFile, read_file, require_regular_file
 from fastgan.atomic import atomic_write_bytes  # noqa: F401  (still imported from here by train/)
 
 FORMAT = "fastgan-checkpoint"
@@ -172,6 +173,19 @@ def require_keys(state: dict, keys, path) -> None:
                               f"{', '.join(map(repr, missing))}")
 
 
+def require_finite_weights(state: dict, path, use: str) -> None:
+    """CheckpointError naming the first network (and tensor) whose saved weights hold NaN or infinity: such a
+    checkpoint samples, scores and trains to NaN, so `use` (sampling, evaluation, a resume) refuses it."""
+    nets = dict(state.get("networks") or {})
+    if isinstance(state.get("ema"), dict):
+        nets["ema"] = state["ema"]
+    for net, tensors in nets.items():
+        for key, tensor in (tensors or {}).items():
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                raise CheckpointError(f"{path}: the checkpoint's {net} weights are not finite (NaN or infinity in "
+                                      f"{key!r}), so {use} is refused; use an earlier checkpoint of the run")
+
+
 def _size(n: int) -> str:
     scaled, unit = float(n), "bytes"
     for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB"):
@@ -181,11 +195,16 @@ def _size(n: int) -> str:
     return f"{n:,} bytes" if unit == "bytes" else f"{n:,} bytes ({scaled:.1f} {unit})"
 
 
-def _read_state(path: Path, map_location) -> dict:
-    """The state in one checkpoint file, verified; CheckpointError saying what is wrong otherwise."""
+def _read_state(path: Path, map_location, follow_symlinks: bool = True) -> dict:
+    """The state in one checkpoint file, verified; CheckpointError saying what is wrong otherwise. Without
+    follow_symlinks (a run folder's checkpoints) a symlink is a SymlinkError naming it."""
+    if not follow_symlinks and path.is_symlink():
+        read_file(path, follow_symlinks=False)  # raises SymlinkError
     if not path.is_file():
+        if path.exists():
+            require_regular_file(path, "checkpoint")
         raise CheckpointError(f"{path}: no such checkpoint file")
-    data = path.read_bytes()
+    data = read_file(path)
     stream = io.BytesIO(data)
     expected_version = LEGACY_VERSION
     if data.startswith(_MAGIC):
@@ -236,10 +255,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         return _read_state(path, map_location)
     latest, previous = path / LATEST, path / PREVIOUS
     try:
-        return _read_state(latest, map_location)
+        return _read_state(latest, map_location, follow_symlinks=False)
     except CheckpointError as latest_error:
         try:
-            state = _read_state(previous, map_location)
+            state = _read_state(previous, map_location, follow_symlinks=False)
         except CheckpointError as previous_error:
             raise CheckpointError(f"{path}: no usable checkpoint: {latest_error}; {previous_error}") from None
         warnings.warn(f"{latest_error}; using the previous checkpoint {previous} (step {state.get('step', '?')})",

@@ -3,31 +3,24 @@ resume, and the processes of a distributed run."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .base import BaseTrainer, NonFiniteError, check_device
-from ..atomic import append_line, atomic_write_bytes, remove_stale_temps
-from .checkpoint import (DAMAGED, LATEST, PREVIOUS, CheckpointError, CheckpointFallbackWarning, check_writable,
-                         checkpoint_nbytes, load_checkpoint, require_keys, save_checkpoint, save_space_needed)
+from .base import DIVERGED_LOSS, BaseTrainer, DivergedError, NonFiniteError, all_finite, check_device
+from .checkpoint import LATEST, CheckpointError, checkpoint_nbytes, load_checkpoint, require_finite_weights, require_keys
 from .config import TrainConfig
-from .curves import CURVES, MISSING, draw_curves, matplotlib_available
+from .curves import MISSING, matplotlib_available
 from .families import family
+from .run_folder import Divergence, RunFolder, read_log
 
-METRICS = "metrics.jsonl"
-CONFIG = "config.json"
-TENSORBOARD = "tensorboard"
-#: what a resume may change: the length of the run, its outputs, and where and how fast it runs
+#: what a resume may change: the length of the run, its outputs, where and how fast it runs, and whether it goes
+#: on past a divergence
 RESUMABLE = ("steps", "log_every", "sample_every", "ckpt_every", "eval_every", "eval_n", "n_samples", "progress",
-             "device", "threads", "tensorboard")
-#: free space the pre-flight asks for beyond the checkpoints: the log and the sample grids
-OUTPUT_MARGIN_BYTES = 1 << 20
+             "device", "threads", "tensorboard", "on_divergence")
 
 __all__ = ["load_generator", "make_trainer", "read_log", "train"]
 
@@ -35,43 +28,6 @@ __all__ = ["load_generator", "make_trainer", "read_log", "train"]
 def make_trainer(config: TrainConfig, dist=None) -> BaseTrainer:
     """The trainer of config.model's family."""
     return family(config.model).trainer(config, dist)
-
-
-def _has_checkpoint(run: Path) -> bool:
-    return (run / LATEST).exists() or (run / PREVIOUS).exists()
-
-
-def _choose_run_dir(config: TrainConfig) -> Path:
-    """The run directory, which is not created here: _open_run_dir makes it once every check has passed.
-
-    A named folder that holds a run which stopped before its first checkpoint (config.json, no checkpoint)
-    is taken again: there is nothing in it to resume.
-    """
-    out = Path(config.out_dir)
-    if config.resume:
-        if not config.name:
-            raise ValueError("resume needs the run's name (--name)")
-        run = out / config.name
-        if not run.is_dir():
-            raise FileNotFoundError(f"{run}: no such run to resume (check --out-dir and --name)")
-        if not _has_checkpoint(run):
-            raise FileNotFoundError(f"{run}: nothing to resume: the run wrote no checkpoint (it stopped before its "
-                                    f"first save); start it again without --resume")
-        return run
-    if config.name:
-        run = out / config.name
-        if run.exists() and (not run.is_dir() or any(run.iterdir())):
-            if _has_checkpoint(run):
-                raise FileExistsError(f"{run} exists: pass --resume to continue it, or another --name")
-            if not (run / CONFIG).is_file():
-                raise FileExistsError(f"{run} exists and is not a fastgan run: choose another --name")
-        return run
-    base = f"{Path(config.dataset).stem}-{config.model}"
-    run, i = out / base, 1
-    while run.exists():
-        run, i = out / f"{base}-{i}", i + 1
-    config.name = run.name
-    return run
 
 
 def _resumed_config(config: TrainConfig, state: dict, run_dir: Path) -> TrainConfig:
@@ -128,63 +84,6 @@ def checkpoint_size(trainer: BaseTrainer) -> int:
     return checkpoint_nbytes(state)
 
 
-def _open_run_dir(run_dir: Path, trainer: BaseTrainer) -> None:
-    """Process 0, once everything else has been checked: clear what crashed writers left, check that the saves
-    will fit, then create the run directory and write its config (and, on resume, cut its log back)."""
-    config = trainer.config
-    # Temporary files of writers killed mid-write (kill -9, power loss) would eat the space measured next.
-    for folder in (run_dir, run_dir / "samples"):
-        remove_stale_temps(folder)
-    remove_stale_temps(run_dir.parent, ".fastgan-write-test")
-    check_writable(run_dir, save_space_needed(run_dir, checkpoint_size(trainer)) + OUTPUT_MARGIN_BYTES)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if config.resume:
-        _truncate_log(run_dir / METRICS, trainer.step)
-    else:
-        (run_dir / METRICS).unlink(missing_ok=True)  # left by a run that stopped before its first checkpoint
-    atomic_write_bytes(run_dir / CONFIG, json.dumps(config.to_dict(), indent=2).encode())
-
-
-def _log_lines(path: Path) -> list[tuple[str, dict]]:
-    """(line, parsed row) for each line of a metrics.jsonl; see read_log."""
-    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as e:
-            if number == len(lines):
-                warnings.warn(f"{path}: dropped its last line, torn by an interrupted write (crash or full disk): "
-                              f"{line[:60]!r}", stacklevel=3)
-                break
-            raise ValueError(f"{path}: line {number} is damaged ({e}); delete or mend that line") from None
-        rows.append((line, row))
-    return rows
-
-
-def read_log(path: str | Path) -> list[dict]:
-    """The rows of a run's metrics.jsonl.
-
-    A last line that is not complete JSON (a write torn by a crash or a full disk) is dropped with a warning
-    naming the file; a damaged line before the last is a ValueError naming the file and the line.
-    """
-    return [row for _, row in _log_lines(Path(path))]
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from, so the log has each step once."""
-    if not path.exists():
-        return
-    kept = [line + "\n" for line, row in _log_lines(path) if row.get("step", 0) <= step]
-    atomic_write_bytes(path, "".join(kept).encode())
-
-
 def train(config: TrainConfig) -> Path:
     """Train config.model as `config` says; returns the run directory.
 
@@ -207,12 +106,18 @@ def train(config: TrainConfig) -> Path:
         raise ValueError("--init-from cannot be combined with --resume: a resumed run continues from its own "
                          "checkpoint (it already started from --init-from's, if it was given one)")
     dist = Distributed.from_env(check_device(config.device, available=False))
+    folder = None
     try:
-        run_dir = _start_run(config, dist)
+        folder = _start_run(config, dist)
+        run_dir = folder.path
         if config.resume:
-            state = _load_for_resume(run_dir, dist)
+            state = folder.load_for_resume(dist)
             require_keys(state, BaseTrainer.STATE_KEYS, run_dir)
             config = _resumed_config(config, state, run_dir)
+            if config.steps <= state["step"]:
+                raise ValueError(f"{run_dir}: the run is at step {state['step']}, so --steps {config.steps} leaves "
+                                 f"nothing to train: pass --steps above {state['step']}")
+            require_finite_weights(state, run_dir, "a resume")
         if config.tensorboard:
             _summary_writer_class()  # before anything is built: a missing package is a one-line error
         trainer = make_trainer(config, dist)
@@ -222,16 +127,19 @@ def train(config: TrainConfig) -> Path:
             _start_from(trainer, config.init_from)
         main = dist.is_main
         if main:
-            _open_run_dir(run_dir, trainer)
+            folder.open(json.dumps(config.to_dict(), indent=2).encode(), checkpoint_size(trainer),
+                        trainer.step if config.resume else None)
         try:
-            _train_loop(trainer, run_dir, main, tqdm)
+            _train_loop(trainer, folder, main, tqdm)
         except NonFiniteError as e:
-            saved = (f"the last checkpoint, {run_dir / LATEST}, is intact" if _has_checkpoint(run_dir) else
+            saved = (f"the last checkpoint, {run_dir / LATEST}, is intact" if folder.has_checkpoint() else
                      "no checkpoint was written, so a new run may take the same name")
             raise NonFiniteError(f"{e}; {saved}") from e
         dist.barrier()
         return run_dir
     finally:
+        if folder is not None:
+            folder.release()
         dist.close()
 
 
@@ -263,34 +171,26 @@ def _start_from(trainer: BaseTrainer, source: str) -> None:
             group.update(settings)
 
 
-def _load_for_resume(run_dir: Path, dist) -> dict:
-    """The run's latest usable checkpoint. A damaged checkpoint.pt that was passed over is renamed to
-    checkpoint.damaged.pt, so that the next save does not push the good checkpoint.prev.pt out for it."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CheckpointFallbackWarning)
-        state = load_checkpoint(run_dir)
-    fell_back = False
-    for w in caught:
-        fell_back |= issubclass(w.category, CheckpointFallbackWarning)
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    dist.barrier()  # every process has read the files before one is renamed
-    if fell_back and dist.is_main and (run_dir / LATEST).exists():
-        os.replace(run_dir / LATEST, run_dir / DAMAGED)
-    return state
-
-
-def _start_run(config: TrainConfig, dist) -> Path:
-    """The run directory, chosen by process 0 and shared with the others."""
+def _start_run(config: TrainConfig, dist) -> RunFolder:
+    """The run folder, claimed by process 0 (RunFolder.claim) and shared with the others, which own nothing."""
     if dist.world_size == 1:
-        return _choose_run_dir(config)
+        return RunFolder.claim(config)
     import torch.distributed as td
 
-    box = [None]
+    folder, box = None, [None]
     if dist.is_main:
-        box = [str(_choose_run_dir(config))]
+        try:
+            folder = RunFolder.claim(config)
+            box = [str(folder.path)]
+        except Exception as e:
+            # The other processes end with the same error instead of waiting for a path.
+            td.broadcast_object_list([f"error: {e}"], src=0)
+            raise
     td.broadcast_object_list(box, src=0)
+    if box[0].startswith("error: "):
+        raise ValueError(f"process 0 could not start the run: {box[0][len('error: '):]}")
     config.name = Path(box[0]).name
-    return Path(box[0])
+    return folder if folder is not None else RunFolder(box[0])
 
 
 def _mean_over_processes(stats: dict[str, torch.Tensor], dist) -> dict[str, torch.Tensor]:
@@ -318,37 +218,51 @@ def _add_scalars(board, prefix: str, values: dict, step: int) -> None:
             board.add_scalar(f"{prefix}/{key}", value, step)
 
 
-def _add_samples(board, trainer: BaseTrainer, run_dir: Path) -> None:
-    """The sample grid just written, as an image of the run's TensorBoard events (image data only)."""
-    if trainer.data.kind == "images":
-        import numpy as np
-        from PIL import Image
-
-        with Image.open(run_dir / "samples.png") as grid:
-            board.add_image("samples", np.asarray(grid.convert("RGB")), trainer.step, dataformats="HWC")
+def _divergence(trainer: BaseTrainer, folder: RunFolder) -> Divergence:
+    """The run's divergence judge, with the ranges of the log it resumes (every process reads the same log)."""
+    judge = Divergence(DIVERGED_LOSS)
+    if trainer.config.resume:
+        judge.replay([row for row in folder.log_rows() if row.get("step", 0) <= trainer.step])
+    return judge
 
 
-def _write_curves(run_dir: Path) -> None:
-    try:
-        draw_curves({run_dir.name: read_log(run_dir / METRICS)}, run_dir / CURVES)
-    except ValueError:  # nothing logged yet
-        pass
+def _non_finite_weights(trainer: BaseTrainer) -> str | None:
+    """Which network's weights hold NaN or infinity, if any (one host synchronisation per network; read before each
+    checkpoint, whose save reads every weight anyway)."""
+    for name, net in trainer.networks.items():
+        if not bool(all_finite([p.detach() for p in net.parameters()])):
+            return f"the {name}'s weights are NaN or infinite"
+    return None
 
 
-def _train_loop(trainer: BaseTrainer, run_dir: Path, main: bool, tqdm) -> None:
+def _diverged(step: int, why: str, folder: RunFolder) -> DivergedError:
+    if folder.healthy_step is None:
+        kept = "no healthy checkpoint was written, so a new run may take the same name"
+    else:
+        kept = (f"the last healthy checkpoint, {folder.healthy_checkpoint()} (step {folder.healthy_step}), is kept; "
+                f"--resume --on-divergence continue goes on from it")
+    return DivergedError(f"step {step}: the run diverged ({why}); stopped: {kept}. Try a lower learning rate, or a "
+                         f"penalty such as --r1-gamma")
+
+
+def _train_loop(trainer: BaseTrainer, folder: RunFolder, main: bool, tqdm) -> None:
+    """Train to config.steps. At each log step and before each checkpoint the step's numbers (averaged over
+    processes) are judged by Divergence; a diverged run stops there (on_divergence=stop), before its checkpoint,
+    or goes on with its checkpoints marked diverged (continue). Per step, in this order: log line, evaluation,
+    checkpoint, sample grid, curves: a failing sample write never costs the step's checkpoint."""
     config = trainer.config
     batches = trainer.real_batches()
+    judge = _divergence(trainer, folder)
     bar = tqdm(total=config.steps, initial=trainer.step, disable=not (config.progress and main), unit="step",
                dynamic_ncols=True)
     board = None
     if main and config.tensorboard:
-        # A resumed run drops the events logged after its checkpoint, as its metrics.jsonl does.
-        board = _summary_writer_class()(str(run_dir / TENSORBOARD),
-                                        purge_step=trainer.step + 1 if config.resume else None)
+        board = folder.summary_writer(_summary_writer_class(), trainer.step if config.resume else None)
     curves = main and matplotlib_available()
     if main and not curves:
         tqdm.write(f"fastgan: {MISSING}: curves.png is not drawn", file=sys.stderr)
     window_start, window_steps = time.perf_counter(), 0
+    healthy, why = True, None
     try:
         while trainer.step < config.steps:
             stats = trainer.train_step(batches)
@@ -356,34 +270,43 @@ def _train_loop(trainer: BaseTrainer, run_dir: Path, main: bool, tqdm) -> None:
             bar.update(1)
             step = trainer.step
             last = step == config.steps
-            if step % config.log_every == 0 or last:
-                stats = _mean_over_processes(stats, trainer.dist)
+            logs = step % config.log_every == 0 or last
+            saves = step % config.ckpt_every == 0 or last
+            if logs or saves:
+                values = {k: round(float(v), 6) for k, v in _mean_over_processes(stats, trainer.dist).items()}
+                why = judge.check(values, logged=logs)
+                if why is None and saves:
+                    why = _non_finite_weights(trainer)
+                healthy = why is None
+            if logs:
                 elapsed = time.perf_counter() - window_start
-                row = {"step": step, **{k: round(float(v), 6) for k, v in stats.items()},
+                row = {"step": step, **values,
                        "img_per_s": round(window_steps * trainer.samples_per_step() / elapsed, 1)}
                 if trainer.skipped_updates:
                     row["skipped_updates"] = trainer.skipped_updates
                 if main:
-                    append_line(run_dir / METRICS, json.dumps(row))
+                    folder.log(row)
                 if board is not None:
                     _add_scalars(board, "train", row, step)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in list(row.items())[1:3]})
                 window_start, window_steps = time.perf_counter(), 0
-            if main and (step % config.sample_every == 0 or last):
-                trainer.write_samples(run_dir)
-                if board is not None:
-                    _add_samples(board, trainer, run_dir)
+            if not healthy and config.on_divergence == "stop":
+                raise _diverged(step, why, folder)
             if main and config.eval_every and (step % config.eval_every == 0 or last):
                 scores = trainer.evaluate()
-                append_line(run_dir / METRICS, json.dumps({"step": step, "eval": scores}))
+                folder.log({"step": step, "eval": scores})
                 if board is not None:
                     _add_scalars(board, "eval", scores, step)
-            if main and (step % config.ckpt_every == 0 or last):
-                save_checkpoint(trainer.state_dict(), run_dir)
+            if main and saves:
+                folder.save_checkpoint(trainer.state_dict(), healthy)
                 if board is not None:
                     board.flush()
-                if curves:
-                    _write_curves(run_dir)
+            if main and (step % config.sample_every == 0 or last):
+                folder.write_samples(trainer)
+                if board is not None:
+                    folder.add_samples(board, trainer)
+            if curves and saves:
+                folder.draw_curves()
     finally:
         bar.close()
         if board is not None:
@@ -399,6 +322,7 @@ def load_generator(run_or_ckpt: str | Path, ema: bool = True, device="cpu"):
     device = check_device(device)  # before reading: a missing GPU is not a damaged checkpoint
     state = load_checkpoint(run_or_ckpt, map_location=device)
     require_keys(state, ("step", "config", "data_shape", "networks", "ema"), run_or_ckpt)
+    require_finite_weights(state, run_or_ckpt, "sampling or evaluating it")
     try:
         config = TrainConfig.from_dict(state["config"])
         declared = family(config.model)
