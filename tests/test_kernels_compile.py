@@ -8,7 +8,8 @@ build from those arguments (constexprs, 16-byte alignment and divisibility attri
 compiled ahead of time to PTX and, where ptxas is present (Triton bundles it), to a cubin.
 
 The calls cover sizes 1, 2, 15, 16, 17, a multiple of the block and not, float32/float16/bfloat16, every
-activation and loss kind, and contiguous and channels_last layouts, forward and backward.
+activation and loss kind, and contiguous and channels_last layouts, forward and backward; and, call for call,
+what tests/test_kernels_cuda.py launches on a GPU.
 """
 from __future__ import annotations
 
@@ -182,8 +183,17 @@ def calls_batch_norm_act():
             run(AWKWARD, dtype, cl, reference.ACTIVATIONS)
 
 
+def calls_of_the_cuda_tests():
+    """What tests/test_kernels_cuda.py launches on the GPU (training sizes, three dtypes), here on the CPU: bench's
+    GPU pass compiles these in its dry run. Left out: the > 2**31-element bias_act test (4 GiB of memory)."""
+    import test_kernels_cuda
+
+    for calls, args in test_kernels_cuda.CALLS:
+        calls(*args, device="cpu")
+
+
 CALLS = {"bce_with_logits": calls_bce_with_logits, "gan_loss": calls_gan_loss, "bias_act": calls_bias_act,
-         "batch_norm_act": calls_batch_norm_act}
+         "batch_norm_act": calls_batch_norm_act, "cuda_tests": calls_of_the_cuda_tests}
 
 
 # ---------------------------------------------------------------- compiling
