@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +17,11 @@ from ..models.vaegan import D_BATCHES, DIS_LAYERS, EQUILIBRIUM
 from ..nn import DIFF_AUGMENT_POLICIES
 from .base import check_device
 from .families import FAMILIES, MODELS, OPTIONAL_FIELDS, family
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 AMP_MODES = ("bf16", "fp16")
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes 64 bits; seed + 1 seeds the sample grids
