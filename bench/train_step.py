@@ -212,8 +212,9 @@ def main(argv=None) -> None:
         "|---|---|---:|---:|---:|",
     ]
     for name in names:
-        config = TrainConfig(**MODELS[name], g_width=args.width, d_width=args.width, batch_size=args.batch_size,
-                             device=args.device, progress=False, threads=args.threads)
+        widths = {} if MODELS[name]["model"] == "mlp" else dict(g_width=args.width, d_width=args.width)
+        config = TrainConfig(**MODELS[name], **widths, batch_size=args.batch_size, device=args.device,
+                             progress=False, threads=args.threads)
         times = compare(config, args.rounds, args.iters, args.warmup, args.compile)
         for side, ms in times.items():
             ratios = [p_ms / s_ms for p_ms, s_ms in zip(times["plain"], ms)]

@@ -1,9 +1,10 @@
 """Per-module counts of a mutmut run: python tests/mutation_report.py [MUTANTS_DIR] (default ./mutants).
 
 Reads mutmut 3's result files (mutants/<path>.meta) and prints a Markdown table, one row per mutated module:
-killed (timeouts and crashes counted with them: the tests did not pass), survived, not run (no test reaches the
-function, or the run stopped before it), and the kill rate over the mutants that ran. A second table lists the
-survivors by name, for `mutmut show NAME`.
+killed (timeouts and crashes counted with them: the tests did not pass), survived (the tests that reach the
+mutated function pass), untested (no selected test reaches the function: a survivor too), not checked (the run
+stopped before it), and the kill rate, killed / (killed + survived + untested). Then the survivors' names, for
+`mutmut show NAME`.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ SURVIVED = {0}
 
 
 def outcome(exit_code) -> str:
-    if exit_code is None or exit_code in (5, 33, 34):
-        return "not run"
+    if exit_code is None or exit_code == 34:
+        return "not checked"
+    if exit_code in (5, 33):
+        return "untested"
     if exit_code in SURVIVED:
         return "survived"
     if exit_code in KILLED:
@@ -34,16 +37,16 @@ def main(root: Path) -> None:
             continue
         counts = Counter(outcome(c) for c in codes.values())
         rows.append((str(meta.relative_to(root))[:-len(".meta")], counts))
-        survivors += [name for name, c in codes.items() if outcome(c) == "survived"]
-    print("| module | mutants | killed | survived | not run | kill rate |")
-    print("|---|---:|---:|---:|---:|---:|")
+        survivors += [name for name, c in codes.items() if outcome(c) in ("survived", "untested")]
+    print("| module | mutants | killed | survived | untested | not checked | kill rate |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     total = Counter()
     for module, counts in rows + [("**all**", None)]:
         counts = total if counts is None else counts
-        ran = counts["killed"] + counts["survived"] + counts["suspicious"]
+        ran = counts["killed"] + counts["survived"] + counts["untested"] + counts["suspicious"]
         rate = f"{100 * counts['killed'] / ran:.1f}%" if ran else "-"
         print(f"| {module} | {sum(counts.values())} | {counts['killed']} | {counts['survived']} | "
-              f"{counts['not run']} | {rate} |")
+              f"{counts['untested']} | {counts['not checked']} | {rate} |")
         if module != "**all**":
             total.update(counts)
     print(f"\nSurvivors ({len(survivors)}):\n")

@@ -226,7 +226,10 @@ SMALL = dict(dataset="digits", resolution=16, model="dcgan", g_width=8, d_width=
 
 
 def small(tmp_path, **overrides) -> TrainConfig:
-    return TrainConfig(out_dir=str(tmp_path), **{**SMALL, **overrides})
+    settings = {**SMALL, **overrides}
+    if settings["model"] == "mlp":  # its widths are mlp_hidden
+        del settings["g_width"], settings["d_width"]
+    return TrainConfig(out_dir=str(tmp_path), **settings)
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +267,7 @@ def test_conditional_resume_is_bit_identical(tmp_path, model, extra):
         state = load_checkpoint(run)
         return {k: state[k] for k in ("networks", "ema", "optimizers", "scalers")}
 
-    options = dict(model=model, mlp_hidden=(32,), **extra)
+    options = dict(model=model, **extra, **({"mlp_hidden": (32,)} if model == "mlp" else {}))
     full = train(small(tmp_path, steps=10, name="full", **options))
     train(small(tmp_path, steps=4, name="part", **options))
     resumed = train(small(tmp_path, steps=10, name="part", resume=True, **options))

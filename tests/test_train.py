@@ -14,7 +14,10 @@ SMALL = dict(dataset="digits", resolution=16, model="dcgan", g_width=8, d_width=
 
 
 def small(tmp_path, **overrides) -> TrainConfig:
-    return TrainConfig(out_dir=str(tmp_path), **{**SMALL, **overrides})
+    settings = {**SMALL, **overrides}
+    if settings["model"] == "mlp":  # its widths are mlp_hidden
+        del settings["g_width"], settings["d_width"]
+    return TrainConfig(out_dir=str(tmp_path), **settings)
 
 
 def _d_error(trainer: Trainer, real: torch.Tensor) -> float:
@@ -173,7 +176,7 @@ def test_wgan_gp_step_reports_the_penalty(tmp_path):
     [
         (dict(model="stylegan"), "model: must be one of"),
         (dict(d_loss="kl"), "d_loss: must be one of"),
-        (dict(amp="fp8"), "amp: must be bf16, fp16 or none"),
+        (dict(amp="fp8"), "amp: must be one of bf16, fp16 or none"),
         (dict(batch_size=0), "batch_size: must be >= 1"),
         (dict(seed=-1), r"seed: must be between 0 and 2\*\*63 - 1"),
         (dict(label_smoothing=0.1, d_loss="hinge"), "applies to d_loss=bce only"),
@@ -181,7 +184,7 @@ def test_wgan_gp_step_reports_the_penalty(tmp_path):
         (dict(steps="abc"), "TrainConfig.steps: must be a whole number; got 'abc'"),
         (dict(steps=1.5), "TrainConfig.steps: must be a whole number; got 1.5"),
         (dict(steps=True), "TrainConfig.steps: must be a whole number; got True"),
-        (dict(mlp_hidden=5), "TrainConfig.mlp_hidden: must be a list of whole numbers; got 5"),
+        (dict(model="mlp", mlp_hidden=5), "TrainConfig.mlp_hidden: must be a list of whole numbers; got 5"),
         (dict(lr_g="fast"), "TrainConfig.lr_g: must be a number; got 'fast'"),
         (dict(dataset=5), "TrainConfig.dataset: must be a string; got 5"),
         (dict(compile="yes"), "TrainConfig.compile: must be true or false"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .config_args import add_config_arguments, config_from_args
 
 HELP = "time training steps of a configuration (samples/s)"
+OWN_HELP = True  # add_config_arguments adds a --help that follows --model
 DESCRIPTION = "Time training steps of a configuration, any --model; takes every `train` option."
 
 

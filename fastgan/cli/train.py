@@ -6,6 +6,7 @@ import os
 from .config_args import add_config_arguments, config_from_args
 
 HELP = "train a model; writes runs/NAME/ (samples, metrics.jsonl, checkpoint.pt)"
+OWN_HELP = True  # add_config_arguments adds a --help that follows --model
 DESCRIPTION = "Train a model. With no options: DCGAN on the built-in digits, on the CPU."
 
 

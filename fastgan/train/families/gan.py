@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,10 +12,63 @@ from torch import nn
 
 from ... import losses
 from ...models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from ...nn import diff_augment, instance_noise, instance_noise_std
+from ...nn import DIFF_AUGMENT_POLICIES, diff_augment, instance_noise, instance_noise_std
 from ..base import SAMPLES, BaseTrainer
 from ..samples import write_samples
-from .family import OPTIONAL_FIELDS, Family
+from .family import Family
+from .settings import setting
+
+
+@dataclass
+class ConvWidths:
+    """The widths of DCGAN's and the ResNet's G and D."""
+
+    g_width: int = setting(32, "DCGAN: channels of G's last hidden block (doubling toward 4x4); resnet: of every G "
+                               "block at 16 and 32 px, of the last at 64 px (halving from 16x at 4x4)", at_least=1)
+    d_width: int = setting(32, "DCGAN: channels of D's first block (doubling toward 4x4); resnet: of every D block at "
+                               "16 and 32 px, of the first at 64 px (doubling to 16x)", at_least=1)
+
+
+@dataclass
+class MLPWidths:
+    """The hidden layers of the MLP GAN."""
+
+    mlp_hidden: tuple[int, ...] = setting((256, 256), "hidden layer widths of G and D, comma-separated", at_least=1)
+
+    def check(self, bad) -> None:
+        if not self.mlp_hidden:
+            bad("mlp_hidden", "must be one or more positive widths")
+
+
+@dataclass
+class Stabilisers:
+    """The GAN stability toolkit (fastgan.nn): regularisers of D and what D sees."""
+
+    spectral_norm: bool = setting(False, "spectral normalisation of every D weight (Miyato et al. 2018); drops D's "
+                                         "batch norm; resnet: on unless --no-spectral-norm")
+    mbstd: bool = setting(False, "minibatch standard deviation feature before D's last layer (Karras et al. 2018)")
+    pac: int = setting(1, "PacGAN: D judges this many samples packed together (Lin et al. 2018); the batch_size "
+                          "samples form batch_size / pac packs (pac divides batch_size) unless --pac-fresh",
+                       at_least=1)
+    pac_fresh: bool = setting(False, "PacGAN as its authors' code does it: D judges batch_size packs of pac fresh "
+                                     "samples each, so a step draws batch_size * pac real and generated samples")
+    diffaug: str = setting("", "DiffAugment policy for D's real and fake inputs, e.g. color,translation,cutout (Zhao "
+                               "et al. 2020)")
+    instance_noise: float = setting(0.0, "std of Gaussian noise added to D's inputs, annealed linearly to 0 over "
+                                         "the run", at_least=0)
+    r1_gamma: float = setting(0.0, "R1 penalty weight gamma (0: off); applied lazily every r1_every steps",
+                              at_least=0)
+    r1_every: int = setting(16, "steps between lazy R1 penalties (the penalty is scaled by this)", at_least=1)
+    gp_weight: float = setting(0.0, "WGAN-GP gradient penalty weight (0: off)", at_least=0)
+
+    def check(self, bad) -> None:
+        if self.batch_size % self.pac and not self.pac_fresh:
+            bad("pac", f"must divide batch_size ({self.batch_size})")
+        if self.conditional and self.pac != 1:
+            bad("pac", "must be 1 with conditional: D judges each sample against its own label")
+        unknown = set(filter(None, self.diffaug.split(","))) - set(DIFF_AUGMENT_POLICIES)
+        if unknown:
+            bad("diffaug", f"policies are comma-separated names from {', '.join(DIFF_AUGMENT_POLICIES)}")
 
 
 def num_classes(config) -> int:
@@ -221,8 +275,10 @@ class GANTrainer(BaseTrainer):
         return super().evaluate(n, seed, **options)
 
 
-GAN_OPTIONS = frozenset(OPTIONAL_FIELDS)
+#: the shared options (family.OPTIONAL_FIELDS) the GAN trainer honours
+GAN_OPTIONS = frozenset({"conditional", "compile", "sync_bn"})
 DCGAN = Family("dcgan", "DCGAN (Radford et al. 2016) on images", ("images",), GANTrainer, GAN_OPTIONS,
-               metrics="fid, kid, is, pr")
+               settings=(ConvWidths, Stabilisers), metrics="fid, kid, is, pr")
 MLP = Family("mlp", "fully connected G and D, on 2D points or images", ("points", "images"), GANTrainer,
-             GAN_OPTIONS, metrics="fid, kid, pr, modes (points); fid, kid, is, pr (images)")
+             GAN_OPTIONS, settings=(MLPWidths, Stabilisers),
+             metrics="fid, kid, pr, modes (points); fid, kid, is, pr (images)")

@@ -5,13 +5,33 @@ PNG of line plots; evaluation is fastgan.metrics.sequence_metrics (BaseTrainer.e
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ... import losses
 from ...models import RCGANDiscriminator, RCGANGenerator
+from ...models.recurrent import NOISE_KINDS, OUTPUT_ACTS
 from ..base import BaseTrainer
 from .family import Family
+from .sequences import SequenceSettings, SinesSettings
+from .settings import setting
+
+
+@dataclass
+class RGANSettings:
+    """RCGAN's networks and noise."""
+
+    rgan_per_step: bool = setting(True, "D judges every time step (RCGAN); otherwise the whole sequence")
+    rgan_out_act: str = setting("tanh", "G's output activation; tanh needs data in [-1, 1], sigmoid in [0, 1] "
+                                        "(sines-timegan)", OUTPUT_ACTS)
+    rgan_noise: str = setting("step", "G's noise: fresh z_dim numbers at every step (RCGAN), or one z per sequence "
+                                      "given at every step (smooth steps; see docs/results.md)", NOISE_KINDS)
+    rgan_layers: int = setting(1, "stacked LSTM layers of G and of D (RCGAN: 1; TimeGAN: 3)", at_least=1)
+    rgan_moment_weight: float = setting(0.0, "weight of TimeGAN's moment loss in G's loss: |std| and |mean| "
+                                             "differences of generated and real batches per step and feature "
+                                             "(TimeGAN: 100; 0: off)", at_least=0)
 
 
 def moment_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -88,5 +108,6 @@ class RGANTrainer(BaseTrainer):
 
 
 RGAN = Family("rgan", "recurrent GAN on sequences (RCGAN, Esteban et al. 2017)", ("sequences",), RGANTrainer,
+              settings=(SequenceSettings, SinesSettings, RGANSettings),
               metrics="fid, kid on the values; freq_w1, amp_w1, sine_r2 on sines; TimeGAN's "
                       "discriminative and predictive scores")

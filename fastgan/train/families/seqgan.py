@@ -20,6 +20,7 @@ negatives): hours per step on a CPU, so the defaults are far smaller.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -31,6 +32,34 @@ from ...models.seqgan import PAPER_FILTER_SIZES, PAPER_NUM_FILTERS, update_rollo
 from ..base import BaseTrainer, adam
 from ..real_data import TokenData
 from .family import Family
+from .sequences import SequenceSettings
+from .settings import setting
+
+SEQGAN_DISCRIMINATORS = ("lstm", "cnn", "cnn-paper")
+
+
+@dataclass
+class SeqGANSettings:
+    """SeqGAN's oracle task, rollouts and discriminator."""
+
+    seqgan_vocab: int = setting(100, "vocabulary of the oracle task (Yu et al. 2017 use 5000, minutes per step on a "
+                                     "CPU)", at_least=2)
+    seqgan_pretrain_steps: int = setting(1000, "maximum-likelihood G updates before adversarial training (counted "
+                                               "in --steps)", at_least=0)
+    seqgan_d_pretrain_steps: int = setting(200, "D updates on real vs generated before the first adversarial step "
+                                                "(not counted in --steps)", at_least=0)
+    seqgan_rollouts: int = setting(16, "Monte-Carlo rollouts per prefix for the rewards", at_least=1)
+    seqgan_discriminator: str = setting("lstm", "D over tokens: an LSTM; the paper's CNN with its window sizes up to "
+                                                "seq_len and seq_hidden filters each (cnn); or at the paper's size "
+                                                "(cnn-paper: 64-dim embedding, 1,720 filters, L2 0.2 on the logit "
+                                                "layer, dropout 0.25, one highway layer)", SEQGAN_DISCRIMINATORS)
+    seqgan_rollout_delay: float = setting(0.8, "after each adversarial G update the rollout policy's weights move to "
+                                               "delay * rollout + (1 - delay) * G, as in the authors' code (0: G "
+                                               "itself)", at_least=0, below=1)
+    seqgan_nll_every: int = setting(50, "steps between the oracle NLL evaluations logged as oracle_nll (eval_n "
+                                        "samples), at log steps that are multiples of it", at_least=1)
+    oracle_seed: int = setting(0, "seed of the oracle LSTM and its training data, apart from --seed, so that runs "
+                                  "with different seeds learn the same task", at_least=0)
 
 # The oracle of Yu et al. 2017, sec. 5: sequences of 20 tokens from an LSTM with 32-dim embedding and state.
 ORACLE_LENGTH = 20
@@ -174,6 +203,7 @@ class SeqGANTrainer(BaseTrainer):
 
 SEQGAN = Family(
     "seqgan", "SeqGAN on the synthetic oracle's tokens (Yu et al. 2017)", ("tokens",), SeqGANTrainer,
+    settings=(SequenceSettings, SeqGANSettings),
     fixed={"d_loss": (("bce",), "its rewards use D's probability of real"),
            "g_loss": (("ns",), "its generator is trained by policy gradient")},
     # The authors' code: G's Adam at 0.01 (default betas) with gradients clipped at global norm 5, batch 64;

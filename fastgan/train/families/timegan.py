@@ -22,6 +22,7 @@ processes, so all of them take or skip its update together.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,21 @@ from ...models import TimeGAN
 from ..base import BaseTrainer, adam
 from .family import Family
 from .rgan import moment_loss
+from .sequences import SequenceSettings, SinesSettings
+from .settings import setting
+
+
+@dataclass
+class TimeGANSettings:
+    """TimeGAN's networks and phases."""
+
+    timegan_layers: int = setting(3, "GRU layers of its embedder, recovery, generator and discriminator (the "
+                                     "supervisor has one fewer; Yoon et al.'s sines: 3)", at_least=1)
+    timegan_embed_steps: int = setting(1000, "steps (counted in --steps) that train embedder and recovery on "
+                                             "reconstruction alone, the first of its three phases", at_least=0)
+    timegan_supervised_steps: int = setting(1000, "steps (counted in --steps) after those that train the "
+                                                  "supervisor on the next-step loss alone; the rest of --steps are "
+                                                  "joint training", at_least=0)
 
 PHASES = ("embedding", "supervised", "joint")
 GAMMA = 1.0  # weight of the adversarial terms on the generator's own latents E^ (the authors' gamma)
@@ -211,7 +227,7 @@ class TimeGANTrainer(BaseTrainer):
 
 TIMEGAN = Family(
     "timegan", "TimeGAN on sequences: embedding, supervised and joint adversarial training (Yoon et al. 2019)",
-    ("sequences",), TimeGANTrainer,
+    ("sequences",), TimeGANTrainer, settings=(SequenceSettings, SinesSettings, TimeGANSettings),
     fixed={"n_critic": ((1,), "its schedule is TimeGAN's: two generator and embedder updates per discriminator "
                               "update"),
            "d_loss": (("bce",), "its losses are TimeGAN's"),

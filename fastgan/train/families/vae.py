@@ -6,12 +6,51 @@ p(x|z), so `fastgan sample`, `fastgan eval` and `load_generator` treat them as t
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ...models import VAE, VRAE
+from ...models.recurrent import OUTPUT_ACTS
+from ...models.vae import LIKELIHOODS
 from ..base import BaseTrainer
 from .family import Family
+from .sequences import SequenceSettings, SinesSettings
+from .settings import setting
+
+
+@dataclass
+class VAEWidth:
+    """The convolutional encoder and decoder's width."""
+
+    vae_width: int = setting(32, "channels of the encoder's first and the decoder's last hidden block (DCGAN "
+                                 "layout)", at_least=1)
+
+
+@dataclass
+class KLWeight:
+    """The weight of the KL term."""
+
+    vae_beta: float = setting(1.0, "weight of the KL term (1: the ELBO; otherwise a beta-VAE); vaegan: of the KL "
+                                   "term in the encoder's loss (1: Larsen et al.; vaegan's default: 4)", at_least=0)
+
+
+@dataclass
+class Likelihood:
+    """The likelihood p(x|z)."""
+
+    vae_likelihood: str = setting("auto", "p(x|z); auto is bernoulli for images, gaussian for sequences",
+                                  ("auto", *LIKELIHOODS))
+    vae_sigma: float = setting(0.1, "standard deviation of the gaussian likelihood", above=0)
+
+
+@dataclass
+class RVAEOutput:
+    """The recurrent decoder's output."""
+
+    rvae_out_act: str = setting("linear", "activation of the decoder's mean (gaussian likelihood); sigmoid keeps "
+                                          "samples of data in [0, 1] inside it", OUTPUT_ACTS)
 
 
 def vae_likelihood(config, kind: str) -> str:
@@ -109,8 +148,9 @@ NO_DISCRIMINATOR = {"n_critic": ((1,), "it has no discriminator updates to repea
                     "d_loss": (("bce",), "it has no discriminator"),
                     "g_loss": (("ns",), "it has no discriminator")}
 VAE_FAMILY = Family("vae", "convolutional VAE on images (Kingma & Welling 2014)", ("images",), VAETrainer,
-                    fixed=NO_DISCRIMINATOR, metrics="fid, kid, is, pr")
+                    settings=(VAEWidth, KLWeight, Likelihood), fixed=NO_DISCRIMINATOR, metrics="fid, kid, is, pr")
 RVAE = Family("rvae", "recurrent VAE on sequences (VRAE, Fabius & van Amersfoort 2014)", ("sequences",),
-              SequenceVAETrainer, fixed=NO_DISCRIMINATOR,
+              SequenceVAETrainer, settings=(SequenceSettings, SinesSettings, KLWeight, Likelihood, RVAEOutput),
+              fixed=NO_DISCRIMINATOR,
               metrics="fid, kid on the values; freq_w1, amp_w1, sine_r2 on sines; TimeGAN's discriminative and "
                       "predictive scores")

@@ -3,14 +3,41 @@ features measure reconstructions."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ...models import VAEGAN, vaegan_backward, vaegan_losses
-from ...models.vaegan import equilibrium_gates
+from ...models.vaegan import D_BATCHES, DIS_LAYERS, EQUILIBRIUM, equilibrium_gates
 from ..base import BaseTrainer
 from .family import Family
+from .settings import setting
+from .vae import KLWeight, VAEWidth
+
+
+@dataclass
+class VAEGANSettings:
+    """VAE-GAN's losses and training rules."""
+
+    vaegan_gamma: float = setting(1.0, "weight of the feature-space reconstruction against the GAN term in the "
+                                       "decoder's loss (Larsen et al. 2016)", at_least=0)
+    vaegan_margin: float = setting(0.0, "equilibrium rule of Larsen et al.'s code: D skips its update while its "
+                                        "cross-entropy on real or generated images is below 0.68 - margin, and the "
+                                        "decoder drops its GAN term while either is above 0.68 + margin (0: off; "
+                                        "their code: 0.35)", at_least=0, below=EQUILIBRIUM)
+    vaegan_joint_decode: bool = setting(False, "decode the posterior and prior codes in one decoder pass, so batch "
+                                               "norm normalises both with the same statistics")
+    vaegan_dis_layer: str = setting("last", "Dis_l, the discriminator layer whose features measure reconstructions: "
+                                            "its last block's output, or that block's convolution before batch norm "
+                                            "and activation (conv, as in Larsen et al.'s code)", DIS_LAYERS)
+    vaegan_d_batches: str = setting("separate", "D judges real, reconstructed and prior-sampled images in one pass "
+                                                "each (separate, as DCGAN's D does), or in one pass (joint: shared "
+                                                "batch-norm statistics, which let part of the samples collapse onto "
+                                                "one pattern; see docs/results.md)", D_BATCHES)
+    vaegan_gan_on_recon: bool = setting(False, "D judges reconstructions as well as prior samples (the paper's "
+                                               "L_GAN); off: prior samples only, as Larsen et al.'s code runs "
+                                               "CIFAR-10 and CelebA")
 
 VAEGAN_NETWORKS = ("encoder", "decoder", "discriminator")
 
@@ -78,6 +105,7 @@ class VAEGANTrainer(BaseTrainer):
 
 VAEGAN_FAMILY = Family(
     "vaegan", "VAE-GAN on images (Larsen et al. 2016)", ("images",), VAEGANTrainer,
+    settings=(VAEWidth, KLWeight, VAEGANSettings),
     fixed={"n_critic": ((1,), "it updates its three networks once per batch"),
            "label_smoothing": ((0.0,), "its losses use D's probability of real"),
            "d_loss": (("bce",), "its losses use D's probability of real"),
