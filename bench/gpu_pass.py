@@ -6,9 +6,9 @@
 Works offline on the GPU machines' image (Python 3.12, torch, triton, numpy, pytest, hypothesis, pybind11,
 setuptools, wheel; no network). Before any timed step it
 1. installs fastgan in place when this checkout's fastgan.kernels and C++ extensions do not import
-   (`pip install --no-build-isolation --no-deps --no-index -e .`, ~15 s), and pillow and scikit-learn
-   (bench.train_step's images and built-in digits) from bench/wheels/ when they are missing and the
-   wheels are there (`--fetch-wheels` downloads them there, for Python 3.12 on x86-64 Linux, ~20 MB);
+   (`pip install --no-build-isolation --no-deps --no-index -e .`, 13-35 s idle), and pillow, scikit-learn and
+   tqdm (bench.train_step's images and built-in digits, `fastgan train`'s progress bar) from bench/wheels/
+   when they are missing (`--fetch-wheels` downloads them there, for Python 3.12 on x86-64 Linux, 16 MB);
 2. checks that every module, extension and test file the steps use imports: one line per missing piece.
 Then it runs each step as a child process, stopped at its own time limit (STEP_LIMITS_S) or at what is
 left of --budget-s (8 minutes): `pytest tests/test_kernels_cuda.py`, `python -m bench.kernels`,
@@ -44,9 +44,11 @@ from bench.system import RESULTS, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELS = ROOT / "bench" / "wheels"
-# Packages bench.train_step needs beyond the GPU image: (import name, distribution name, what needs it).
+# Packages bench.train_step and `fastgan train` need beyond the GPU image: (import name, distribution name,
+# what needs it).
 EXTRAS = (("PIL", "pillow", "fastgan.data and the sample grids"),
-          ("sklearn", "scikit-learn", "the built-in digits data bench.train_step trains on"))
+          ("sklearn", "scikit-learn", "the built-in digits data bench.train_step trains on"),
+          ("tqdm", "tqdm", "fastgan train's progress bar"))
 GPU_IMAGE_PYTHON = "3.12"
 KERNEL_MODULES = ("_common", "bce_with_logits", "gan_loss", "bias_act", "batch_norm_act")
 EXTENSIONS = ("fastgan._loader", "fastgan.fused._cpu_losses")
@@ -70,6 +72,7 @@ STEP_IMPORTS = {"tests": ("pytest", "tests/test_kernels_cuda.py"), "kernels": ("
 # Packages that need only be present: fastgan.data reads the digits file inside scikit-learn, never imports it.
 PRESENT_ONLY = ("sklearn",)
 DRY_RUN_IMPORTS = ("pytest", "tests/test_kernels_compile.py")
+DRY_RUN_LIMIT_S = 1800.0
 
 
 @dataclass
@@ -165,7 +168,7 @@ def _pip(*args: str) -> subprocess.CompletedProcess:
 
 
 def install(env, say, extras: bool) -> list[str]:
-    """Installs what is missing, offline (with `extras`, pillow and scikit-learn too, from bench/wheels);
+    """Installs what is missing, offline (with `extras`, the EXTRAS too, from bench/wheels);
     returns one line per thing that could not be installed."""
     problems = []
     if _child_missing(("fastgan", *(f"fastgan.kernels.{m}" for m in KERNEL_MODULES), *EXTENSIONS), env):
@@ -189,7 +192,7 @@ def install(env, say, extras: bool) -> list[str]:
 
 
 def fetch_wheels(python: str, say) -> int:
-    """Downloads pillow's and scikit-learn's wheels for CPython `python` on x86-64 Linux into bench/wheels."""
+    """Downloads the EXTRAS' wheels for CPython `python` on x86-64 Linux into bench/wheels."""
     tag = python.replace(".", "")
     dists = [dist for _, dist, _ in EXTRAS]
     proc = _pip("download", "--no-deps", "--only-binary", ":all:", "--python-version", python, "--abi", f"cp{tag}",
@@ -270,7 +273,7 @@ def main(argv=None, device: str | None = None) -> int:
     p.add_argument("--only", default="", help="run this one step (to rerun it)")
     p.add_argument("--dry-run", action="store_true", help="every step up to where a GPU is needed; no result file")
     p.add_argument("--fetch-wheels", action="store_true",
-                   help=f"download pillow and scikit-learn wheels for Python {GPU_IMAGE_PYTHON} into bench/wheels")
+                   help=f"download pillow, scikit-learn and tqdm wheels for Python {GPU_IMAGE_PYTHON} into bench/wheels")
     args = p.parse_args(argv)
     skip = [s for s in args.skip.split(",") if s]
     unknown = [s for s in [*skip, *([args.only] if args.only else [])] if s not in STEPS]
@@ -290,7 +293,8 @@ def main(argv=None, device: str | None = None) -> int:
             say("no CUDA device (torch.cuda.is_available() is False): run this on a machine with a GPU, "
                 "or --dry-run for the steps that need none")
             return 2
-    deadline = time.monotonic() + args.budget_s
+    # The budget is the GPU's time; a dry run, on any machine, is stopped only after DRY_RUN_LIMIT_S.
+    deadline = time.monotonic() + (DRY_RUN_LIMIT_S if args.dry_run else args.budget_s)
     env = dict(os.environ, FASTGAN_BACKEND="triton", PYTHONPATH=str(ROOT))
     env.pop("TRITON_INTERPRET", None)
 
