@@ -87,25 +87,34 @@ def test_the_lock_dies_with_its_owner_even_by_kill_9(tmp_path):
     assert not (tmp_path / "run" / LOCK).exists()
 
 
-@pytest.mark.parametrize("named", [True, False])
-def test_two_runs_started_together_never_share_a_folder(tmp_path, named):
+def test_two_trains_of_one_name_started_together_one_is_refused_and_the_log_holds_one_run(tmp_path):
     args = [sys.executable, "-m", "fastgan", "train", *CLI_SMALL, "--steps", "40", "--ckpt-every", "10",
-            "--out-dir", str(tmp_path), *(["--name", "dup"] if named else [])]
+            "--out-dir", str(tmp_path), "--name", "dup"]
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
-    runs = sorted(p.name for p in tmp_path.iterdir())
-    if named:
-        assert sorted(code for code, _ in results) == [0, 2], results
-        refused = next(err for code, err in results if code == 2)
-        assert "in use by pid" in refused and "Traceback" not in refused
-        assert runs == ["dup"]
-    else:
-        assert [code for code, _ in results] == [0, 0], results
-        assert runs == ["digits-mlp", "digits-mlp-1"]
-    for run in runs:
-        assert _steps(tmp_path / run) == list(range(2, 41, 2))  # each log holds one run, in order
-        assert load_checkpoint(tmp_path / run)["step"] == 40
-        assert load_checkpoint(tmp_path / run / "checkpoint.prev.pt")["step"] == 30
+    assert sorted(code for code, _ in results) == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert "in use by pid" in refused and "Traceback" not in refused
+    assert _steps(tmp_path / "dup") == list(range(2, 41, 2))  # one run, in order
+    assert load_checkpoint(tmp_path / "dup")["step"] == 40
+    assert load_checkpoint(tmp_path / "dup" / "checkpoint.prev.pt")["step"] == 30
+
+
+def test_an_unnamed_run_that_starts_while_another_is_starting_takes_the_next_number(tmp_path, monkeypatch):
+    real = BaseTrainer.open_data
+    started = []
+
+    def second_run_meanwhile(self):  # while the first run builds its trainer, after it has chosen its folder
+        if not started:
+            started.append(None)
+            started[0] = train(small(tmp_path, steps=4))
+        return real(self)
+
+    monkeypatch.setattr(BaseTrainer, "open_data", second_run_meanwhile)
+    first = train(small(tmp_path, steps=6))
+    assert (first.name, started[0].name) == ("digits-mlp", "digits-mlp-1")
+    assert _steps(first) == [2, 4, 6] and _steps(started[0]) == [2, 4]
+    assert load_checkpoint(first)["step"] == 6 and load_checkpoint(started[0])["step"] == 4
 
 
 def test_numbered_runs_take_the_next_folder_that_mkdir_creates(tmp_path, monkeypatch):

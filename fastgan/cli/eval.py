@@ -1,6 +1,8 @@
 """fastgan eval: score a trained run and append the scores to its metrics.jsonl."""
 from __future__ import annotations
 
+import os
+
 HELP = ("evaluate a checkpoint: FID, KID, IS, precision/recall, mode coverage, generated-class accuracy; sequence "
         "and token metrics")
 DESCRIPTION = ("Score a run's EMA generator with its family's default metrics, print them, and append "
@@ -38,6 +40,8 @@ def run(args) -> dict[str, float]:
     from ..train.evaluate import run_directory
     from ..train.run_folder import RunFolder
 
+    if not os.path.exists(args.ckpt):  # before anything is locked in the folder it names
+        raise FileNotFoundError(f"{args.ckpt}: no such run directory or checkpoint file")
     folder = RunFolder(run_directory(args.ckpt))
     folder.lock("fastgan eval")
     try:
