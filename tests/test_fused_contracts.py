@@ -32,15 +32,17 @@ def test_bias_act_reference_clamp_zero_clamps_everything_and_a_negative_clamp_no
     assert torch.equal(reference.bias_act(x, None, "linear", clamp=-1.0), x)
 
 
-def test_gradient_penalty_interpolates_each_sample_with_its_own_seeded_fraction():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_penalty_interpolates_each_sample_with_its_own_seeded_fraction(dtype):
     # D(x) = ||x||^2 / 2 has gradient x, so the penalty is a closed form of the interpolates x_hat.
     g = torch.Generator().manual_seed(0)
-    real, fake = torch.randn(5, 2, 3, 4, generator=g), torch.randn(5, 2, 3, 4, generator=g)
+    real, fake = (torch.randn(5, 2, 3, 4, generator=g, dtype=dtype) for _ in range(2))
     penalty = losses.gradient_penalty(lambda x: 0.5 * x.square().flatten(1).sum(1), real, fake,
                                       generator=torch.Generator().manual_seed(7), target=0.5)
-    eps = torch.rand(5, 1, 1, 1, generator=torch.Generator().manual_seed(7))
-    x_hat = torch.lerp(real, fake, eps).flatten(1)
-    torch.testing.assert_close(penalty, (x_hat.norm(dim=1) - 0.5).square().mean())
+    eps = torch.rand(5, 1, 1, 1, generator=torch.Generator().manual_seed(7), dtype=dtype)
+    x_hat = torch.lerp(real, fake, eps).flatten(1).double()
+    # The input gradient is taken in float32 whatever the images' dtype.
+    torch.testing.assert_close(penalty.double(), (x_hat.norm(dim=1) - 0.5).square().mean(), rtol=1e-6, atol=1e-6)
 
 
 def test_r1_penalty_is_the_mean_squared_input_gradient():
@@ -58,6 +60,16 @@ def test_penalties_name_themselves_in_their_errors():
         losses.r1_penalty(torch.ones(3, dtype=torch.int64), x)
     with pytest.raises(ValueError, match=r"^gradient_penalty: real \(3, 2\) and fake \(3, 3\) shapes differ"):
         losses.gradient_penalty(lambda y: y.sum(1), x, torch.randn(3, 3))
+
+
+@pytest.mark.parametrize("shape, fused", [(None, True), ((3,), True), ((1, 3), True), ((2, 3), True),
+                                          ((1, 1, 2, 3), True), ((2, 1), False), ((4, 2, 3), False), ((3, 2), False)])
+def test_weights_the_kernels_read_as_a_trailing_block(shape, fused):
+    # The bce kernel reads weight[offset % weight.numel()]: right only for a weight that is a trailing block of
+    # input's shape (leading 1s allowed); other broadcasts take the reference.
+    from fastgan.fused.bce_with_logits import _suffix_broadcast
+
+    assert _suffix_broadcast(None if shape is None else torch.ones(shape), torch.Size((2, 3))) is fused
 
 
 # ---------------------------------------------------------------- outputs of the ops

@@ -13,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastgan import ops as fastgan_ops
 from fastgan import reference
 from fastgan.fused.batch_norm_act import batch_norm_act_grad
 from fastgan.fused.bce_with_logits import bce_with_logits_grad
@@ -171,6 +172,17 @@ def test_loss_gradient_functions_equal_autograd_of_the_references_at_any_logit(r
         torch.testing.assert_close(g_loss_grad(f32, kind).double(), ref, **F32)
 
 
+def test_hinge_gradients_at_the_margins_are_relus_derivative_at_zero():
+    # At D(x) = 1 and D(G(z)) = -1 the hinge terms are relu(0), whose derivative autograd takes as 0.
+    r, f = torch.tensor([1.0, 0.5, 2.0]), torch.tensor([-1.0, -2.0, 0.0])
+    gr, gf = d_loss_grads(r, f, "hinge", 0.0)
+    r64, f64 = _f64(r), _f64(f)
+    ref = _grads(reference.d_loss(r64, f64, "hinge"), (r64, f64))
+    torch.testing.assert_close(gr.double(), ref[0], **F32)
+    torch.testing.assert_close(gf.double(), ref[1], **F32)
+    assert gr[0] == 0 and gf[0] == 0
+
+
 # ---------------------------------------------------------------- fastgan::bce_with_logits, fastgan::loss_grad
 
 WEIGHTS = {"none": (None, None), "weight": ((3,), None), "pos_weight": (None, (3,)), "both": ((5, 3), (3,))}
@@ -274,7 +286,7 @@ def _bias_act_ref64(x, b, act, gain, clamp, dim=1):
 
 
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("gain", [1.0, 1.7])
+@pytest.mark.parametrize("gain", [1.0, 1.7, 2.0])
 @pytest.mark.parametrize("clamp", CLAMPS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bias_act_ops_equal_the_reference_and_its_autograd(act, gain, clamp, dtype):
@@ -369,6 +381,8 @@ def test_activation_derivatives_equal_autograd_of_the_activation(act):
 
 # ---------------------------------------------------------------- fastgan::batch_norm_act, fastgan::batch_norm_act_backward
 
+# Not F.batch_norm's defaults (momentum 0.1, eps 1e-5), so an argument that goes missing shows.
+EPS, MOMENTUM = 1e-3, 0.3
 AFFINE = {"none": (None, None), "channel": ((4,), (4,)), "sample": ((3, 4), (3, 4)),
           "sample weight": ((3, 4), (4,)), "sample bias": ((4,), (3, 4)), "weight only": ((4,), None)}
 
@@ -388,7 +402,7 @@ def _bn_ref64(x, w, b, mean, var, training, act, alpha):
     it = iter(leaves[1:])
     w64, b64 = (None if t is None else next(it) for t in (w, b))
     stats = (None, None) if training else (mean.double(), var.double())
-    return leaves, reference.batch_norm_act(leaves[0], w64, b64, *stats, training, 0.1, 1e-5, act, alpha)
+    return leaves, reference.batch_norm_act(leaves[0], w64, b64, *stats, training, MOMENTUM, EPS, act, alpha)
 
 
 def _as_param_grad(grad, param):
@@ -403,17 +417,17 @@ def _as_param_grad(grad, param):
 def test_batch_norm_act_ops_equal_the_reference_and_its_autograd(act, training, affine, dtype):
     x, w, b, mean, var, dy = _bn_args(dtype, affine, 30)
     alpha = reference.activation_spec(act).def_alpha
-    y, m, rstd, v = ops.batch_norm_act(x, w, b, mean, var, training, 1e-5, act, alpha)
+    y, m, rstd, v = ops.batch_norm_act(x, w, b, mean, var, training, EPS, act, alpha)
     stat = torch.float64 if dtype == torch.float64 else torch.float32
     x64 = x.double()
     if training:
         expected_m, expected_v = x64.mean((0, 2, 3)), x64.var((0, 2, 3), unbiased=False)
     else:
         expected_m, expected_v = mean.double(), var.double()
-    for actual, expected in ((m, expected_m), (v, expected_v), (rstd, (expected_v + 1e-5).rsqrt())):
+    for actual, expected in ((m, expected_m), (v, expected_v), (rstd, (expected_v + EPS).rsqrt())):
         assert actual.dtype == stat
         _close(actual, expected, dtype)
-    dx, dw, db = ops.batch_norm_act_backward(dy, x, w, b, m, rstd, training, 1e-5, act, alpha)
+    dx, dw, db = ops.batch_norm_act_backward(dy, x, w, b, m, rstd, training, EPS, act, alpha)
     leaves, ref = _bn_ref64(x, w, b, mean, var, training, act, alpha)
     grads = iter(_grads(ref, leaves, dy.double()))
     _close(y, ref.detach(), dtype)
@@ -435,8 +449,8 @@ def test_batch_norm_act_op_backward_plain_and_create_graph_equal_the_reference_t
     x, w, b, mean, var, dy = _bn_args(dtype, affine, 31)
     inputs = [t.requires_grad_(True) for t in (x, w, b) if t is not None]
     alpha = reference.activation_spec(act).def_alpha
-    plain = _grads(ops.batch_norm_act(x, w, b, mean, var, training, 1e-5, act, alpha)[0], inputs, dy)
-    first = _grads(ops.batch_norm_act(x, w, b, mean, var, training, 1e-5, act, alpha)[0], inputs, dy,
+    plain = _grads(ops.batch_norm_act(x, w, b, mean, var, training, EPS, act, alpha)[0], inputs, dy)
+    first = _grads(ops.batch_norm_act(x, w, b, mean, var, training, EPS, act, alpha)[0], inputs, dy,
                    create_graph=True)
     second = _second(first, inputs)
     leaves, ref = _bn_ref64(x, w, b, mean, var, training, act, alpha)
@@ -449,10 +463,28 @@ def test_batch_norm_act_op_backward_plain_and_create_graph_equal_the_reference_t
 
 def test_batch_norm_act_op_forward_in_half_precision_matches_the_reference():
     x, w, b, mean, var, dy = _bn_args(torch.float16, "channel", 32)
-    y, m, rstd, v = ops.batch_norm_act(x, w, b, mean, var, True, 1e-5, "lrelu", 0.2)
-    dx, dw, db = ops.batch_norm_act_backward(dy, x, w, b, m, rstd, True, 1e-5, "lrelu", 0.2)
+    y, m, rstd, v = ops.batch_norm_act(x, w, b, mean, var, True, EPS, "lrelu", 0.2)
+    dx, dw, db = ops.batch_norm_act_backward(dy, x, w, b, m, rstd, True, EPS, "lrelu", 0.2)
     leaves, ref = _bn_ref64(x, w, b, mean, var, True, "lrelu", 0.2)
     assert y.dtype == dx.dtype == torch.float16 and m.dtype == dw.dtype == torch.float32
     _close(y, ref.detach(), torch.float16)
     for actual, expected in zip((dx, dw, db), _grads(ref, leaves, dy.double())):
         _close(actual, expected, torch.float16)
+
+
+@pytest.mark.parametrize("affine", ["channel", "sample"])
+def test_batch_norm_act_updates_running_statistics_on_the_op_path_as_batchnorm(affine):
+    # float64 running statistics for float32 x take the op path (the eager one needs matching dtypes), whose
+    # update runs apart from the op: lerp towards the batch mean and the unbiased batch variance by momentum.
+    x, w, b, mean, var, _ = _bn_args(torch.float32, affine, 33)
+    rm, rv = mean.double(), var.double()
+    ref_m, ref_v = mean.double(), var.double()
+    y = fastgan_ops.batch_norm_act(x, w, b, rm, rv, True, MOMENTUM, EPS, "lrelu")
+    ref = reference.batch_norm_act(x.double(), None if w is None else w.double(), None if b is None else b.double(),
+                                   ref_m, ref_v, True, MOMENTUM, EPS, "lrelu")
+    x64 = x.double()
+    torch.testing.assert_close(rm, (1 - MOMENTUM) * mean.double() + MOMENTUM * x64.mean((0, 2, 3)))
+    torch.testing.assert_close(rv, (1 - MOMENTUM) * var.double() + MOMENTUM * x64.var((0, 2, 3)))  # unbiased
+    torch.testing.assert_close(ref_m, rm)
+    torch.testing.assert_close(ref_v, rv)
+    _close(y, ref, torch.float32)
