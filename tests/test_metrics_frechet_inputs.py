@@ -45,3 +45,29 @@ def test_a_covariance_counts_as_its_symmetric_part(ranks, kind):
         got = frechet_distance(convert(mu1), convert(np.ascontiguousarray(a)), convert(mu2),
                                convert(np.ascontiguousarray(b)))
         assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("bad", ["mu1", "sigma1", "mu2", "sigma2"])
+def test_a_complex_argument_is_refused_by_name(bad):
+    (mu1, s1), (mu2, s2) = _stats(3, 3, 5), _stats(3, 3, 6)
+    args = dict(mu1=torch.from_numpy(mu1), sigma1=torch.from_numpy(s1), mu2=mu2, sigma2=s2)
+    args[bad] = torch.as_tensor(np.asarray(args[bad]), dtype=torch.complex128)
+    with pytest.raises(TypeError, match=rf"^frechet_distance: {bad} must be real; got dtype torch.complex128$"):
+        frechet_distance(**args)
+
+
+@pytest.mark.parametrize("bad", ["sigma1", "sigma2"])
+def test_a_covariance_of_the_wrong_shape_is_named(bad):
+    (mu1, s1), (mu2, s2) = _stats(3, 3, 5), _stats(3, 3, 6)
+    args = dict(mu1=mu1, sigma1=s1, mu2=mu2, sigma2=s2)
+    args[bad] = np.eye(4)
+    with pytest.raises(ValueError, match=rf"^frechet_distance: {bad} must be \(3, 3\) to match the means; got \(4, 4\)$"):
+        frechet_distance(**args)
+
+
+def test_float32_tensors_are_computed_in_float64():
+    # Widened first: the result is that of the float64 values, not of float32 arithmetic.
+    (mu1, s1), (mu2, s2) = _stats(16, 16, 7), _stats(16, 16, 8)
+    f32 = [torch.from_numpy(a).float() for a in (mu1, s1, mu2, s2)]
+    expected = frechet_distance(*(t.double().numpy() for t in f32))
+    assert frechet_distance(*f32) == pytest.approx(expected, rel=1e-13)
