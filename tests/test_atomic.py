@@ -275,3 +275,51 @@ def test_remove_stale_temps_keeps_a_live_writers_temp_and_a_just_created_one(tmp
     finally:
         live.abort()
     assert (tmp_path / "data.fgd").read_bytes() == NEW and young.exists()
+
+
+# -- input and output checks (issue 27) ------------------------------------------------------------
+
+
+def test_require_regular_file_refuses_fifos_and_names_missing_files(tmp_path):
+    from fastgan.atomic import require_regular_file
+
+    (tmp_path / "f").write_text("x")
+    assert require_regular_file(tmp_path / "f", "dataset") == tmp_path / "f"
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ValueError, match=r"pipe: the dataset is a FIFO \(named pipe\), not a regular file"):
+        require_regular_file(tmp_path / "pipe", "dataset")
+    with pytest.raises(ValueError, match="is a folder"):
+        require_regular_file(tmp_path, "dataset")
+    assert require_regular_file(tmp_path, "input", folder_ok=True) == tmp_path
+    with pytest.raises(FileNotFoundError, match="no such dataset") as e:
+        require_regular_file(tmp_path / "missing", "dataset")
+    assert e.value.filename == str(tmp_path / "missing")
+
+
+def test_check_replaceable_allows_new_files_and_its_own_kind_and_never_the_input(tmp_path):
+    from fastgan.atomic import check_replaceable
+
+    def png(head):
+        return head.startswith(b"\x89PNG")
+
+    assert check_replaceable(tmp_path / "new.png", "a PNG", png) == tmp_path / "new.png"
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nrest")
+    check_replaceable(tmp_path / "a.png", "a PNG", png)
+    (tmp_path / "b.png").write_bytes(b"not one")
+    with pytest.raises(ValueError, match="exists and is not a PNG, which is all this command replaces"):
+        check_replaceable(tmp_path / "b.png", "a PNG", png)
+    check_replaceable(tmp_path / "b.png", "a PNG", png, force=True)
+    os.link(tmp_path / "a.png", tmp_path / "hard.png")
+    with pytest.raises(ValueError, match="is also the input"):
+        check_replaceable(tmp_path / "hard.png", "a PNG", png, inputs=[tmp_path / "a.png"], force=True)
+
+
+def test_append_line_without_following_symlinks_leaves_the_target_alone(tmp_path):
+    from fastgan.atomic import SymlinkError, append_line
+
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("kept, torn")
+    (tmp_path / "metrics.jsonl").symlink_to(target)
+    with pytest.raises(SymlinkError, match="metrics.jsonl: is a symlink"):
+        append_line(tmp_path / "metrics.jsonl", "{}", follow_symlinks=False)
+    assert target.read_text() == "kept, torn"

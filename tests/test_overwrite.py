@@ -147,7 +147,8 @@ def test_a_resume_from_nan_weights_is_refused(tmp_path, capsys):
 # -- special files, bad values, read errors ----------------------------------------------------------
 
 
-WHAT = {("train", "x.fgd"): ".fgd dataset", ("train", "x.npy"): "sequence file", ("prepare", "x.npy"): "prepare input"}
+WHAT = {("train", "x.fgd"): ".fgd dataset", ("train", "x.npy"): "sequence file", ("prepare", "x.npy"): "prepare input",
+        ("train", "x.toml"): "--config file"}
 
 
 def _fifo(path):
@@ -165,6 +166,7 @@ def _fastgan(*args, timeout=60) -> subprocess.CompletedProcess:
     ("x.npy", ["train", "--model", "rgan", "--dataset", "{fifo}", "--steps", "2", "--out-dir", "{tmp}"]),
     ("x.npy", ["prepare", "{fifo}", "{tmp}/o.fgd"]),
     ("x.fgd", ["eval", "--ckpt", "{run}", "--dataset", "{fifo}", "--n", "64"]),
+    ("x.toml", ["train", "--config", "{fifo}", "--out-dir", "{tmp}"]),
 ])
 def test_a_fifo_as_input_is_refused_at_once(run, tmp_path, name, args):
     fifo = _fifo(tmp_path / name)

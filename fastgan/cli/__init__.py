@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     traceback first."""
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "config", None):  # a FIFO would block the TOML reader; refused before anything runs
+            from ..atomic import require_regular_file
+
+            require_regular_file(args.config, "--config file")
         with _one_line_warnings(args.command):
             args.run(args)
     except KeyboardInterrupt:
