@@ -2,6 +2,7 @@
 from .dcgan import RESOLUTIONS as DCGAN_RESOLUTIONS
 from .dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 from .mlp import MLPDiscriminator, MLPGenerator
+from .r3gan import R3GANDiscriminator, R3GANGenerator
 from .resnet import RESOLUTIONS as RESNET_RESOLUTIONS
 from .resnet import ResNetDiscriminator, ResNetGenerator
 from .recurrent import VRAE, RCGANDiscriminator, RCGANGenerator
@@ -14,6 +15,7 @@ from .vaegan import VAEGAN, VAEGANDiscriminator, vaegan_backward, vaegan_losses
 __all__ = [
     "MLPGenerator", "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator", "init_dcgan_weights",
     "DCGAN_RESOLUTIONS", "ResNetGenerator", "ResNetDiscriminator", "RESNET_RESOLUTIONS",
+    "R3GANGenerator", "R3GANDiscriminator",
     "VAE", "reparameterize", "gaussian_kl",
     "VAEGAN", "VAEGANDiscriminator", "vaegan_losses", "vaegan_backward",
     "RCGANGenerator", "RCGANDiscriminator", "VRAE",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .family import OPTIONAL_FIELDS, Family
 from .gan import DCGAN, MLP, GANTrainer, build_models
+from .r3gan import R3GAN, R3GANTrainer
 from .resnet import RESNET, ResNetTrainer
 from .rgan import RGAN, RGANTrainer
 from .seqgan import SEQGAN, SeqGANTrainer
@@ -14,7 +15,8 @@ from .vae import RVAE, VAE_FAMILY, SequenceVAETrainer, VAETrainer
 from .vaegan import VAEGAN_FAMILY, VAEGANTrainer
 
 #: --model value -> its declaration, in the order --help lists them
-FAMILIES: dict[str, Family] = {f.name: f for f in (DCGAN, RESNET, MLP, VAE_FAMILY, VAEGAN_FAMILY, RGAN, RVAE, TIMEGAN, SEQGAN)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (DCGAN, RESNET, R3GAN, MLP, VAE_FAMILY, VAEGAN_FAMILY, RGAN, RVAE,
+                                                   TIMEGAN, SEQGAN)}
 MODELS = tuple(FAMILIES)
 
 
@@ -26,6 +28,6 @@ def family(model: str) -> Family:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}") from None
 
 
-__all__ = ["FAMILIES", "MODELS", "OPTIONAL_FIELDS", "Family", "family", "GANTrainer", "ResNetTrainer",
+__all__ = ["FAMILIES", "MODELS", "OPTIONAL_FIELDS", "Family", "family", "GANTrainer", "R3GANTrainer", "ResNetTrainer",
            "RGANTrainer", "SeqGANTrainer", "TimeGANTrainer",
            "VAETrainer", "SequenceVAETrainer", "VAEGANTrainer", "build_models"]
