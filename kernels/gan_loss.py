@@ -7,6 +7,9 @@ A loss is a sum of batch means of one elementwise term per logit set. Each term 
   square    (x - p0)^2 / 2                          d = x - p0
   linear    p0 * x                                  d = p0
 
+RpGAN's loss is not a sum over the two sets but a mean over pairs, softplus(fake_i - real_i); its launch
+covers the pairs once, each block reading both logits and writing both gradients (-sigmoid, +sigmoid).
+
 One launch covers the blocks of the real logits, then those of the fake ones; each block writes its
 partial sum already divided by its set's size, and the last block to finish adds them in a fixed order
 (kernels._common.last_to_arrive). The gradients (float32, divided by the set's size) are written in the
@@ -31,7 +34,7 @@ Term = tuple[tl.constexpr, float, float]  # (kind, p0, p1)
 
 
 def d_terms(kind: str, label_smoothing: float) -> tuple[Term, Term]:
-    """(real term, fake term) of fastgan.fused.gan_loss.d_loss_reference."""
+    """(real term, fake term) of fastgan.fused.gan_loss.d_loss_reference (not rpgan: _pair_kernel)."""
     s = label_smoothing
     return {
         "bce": ((SOFTPLUS, 1.0 - s, s), (SOFTPLUS, 0.0, 1.0)),
@@ -82,6 +85,25 @@ def _segment(x_ptr, g_ptr, partial_ptr, out_idx, blk, n, inv_n, KIND: tl.constex
 
 
 @triton.jit
+def _pair_kernel(real_ptr, fake_ptr, g_ptr, partial_ptr, loss_ptr, counter_ptr, n, inv_n, n_blocks,
+                 BLOCK: tl.constexpr):
+    """RpGAN: mean softplus(fake - real) over pairs; g holds d/d real (n values), then d/d fake."""
+    pid = tl.program_id(0)
+    offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    r = tl.load(real_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    f = tl.load(fake_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    sp_pos, _, sig_pos, _ = logistic(f - r)
+    g = sig_pos * inv_n
+    tl.store(g_ptr + offs, -g, mask=mask)
+    tl.store(g_ptr + n + offs, g, mask=mask)
+    tl.store(partial_ptr + pid, tl.sum(tl.where(mask, sp_pos, 0.0), axis=0) * inv_n)
+    if last_to_arrive(counter_ptr, n_blocks):
+        tl.store(loss_ptr, sum_in_order(partial_ptr, n_blocks, SUM_BLOCK))
+        release_counter(counter_ptr)
+
+
+@triton.jit
 def _gan_loss_kernel(real_ptr, fake_ptr, g_ptr, partial_ptr, loss_ptr, counter_ptr, n_real, n_fake, inv_real, inv_fake,
                      real_blocks, n_blocks, real_p0, real_p1, fake_p0, fake_p1,
                      REAL_KIND: tl.constexpr, FAKE_KIND: tl.constexpr, BLOCK: tl.constexpr):
@@ -119,8 +141,23 @@ def _launch(real: torch.Tensor | None, fake: torch.Tensor, real_term, fake_term)
     return loss, grad
 
 
+def _launch_pairs(real: torch.Tensor, fake: torch.Tensor):
+    f32 = dict(device=fake.device, dtype=torch.float32)
+    real, fake = real.contiguous(), fake.contiguous()
+    n = real.numel()
+    grad = torch.empty(2 * n, **f32)
+    n_blocks = max(triton.cdiv(n, BLOCK), 1)  # an empty batch still writes its (NaN) mean
+    partials = torch.empty(n_blocks, **f32)
+    loss = torch.empty((), **f32)
+    _pair_kernel[(n_blocks,)](real, fake, grad, partials, loss, arrival_counter(fake.device), n,
+                              1.0 / n if n else float("nan"), n_blocks, BLOCK=BLOCK)
+    return loss, grad
+
+
 def d_loss(real: torch.Tensor, fake: torch.Tensor, kind: str, label_smoothing: float):
     """(float32 loss, float32 gradient): d loss / d real flattened, then d loss / d fake, in one buffer."""
+    if kind == "rpgan":
+        return _launch_pairs(real, fake)
     real_term, fake_term = d_terms(kind, label_smoothing)
     return _launch(real, fake, real_term, fake_term)
 

@@ -329,11 +329,11 @@ def gan_loss_path(request, monkeypatch):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind, smoothing", [("bce", 0.0), ("bce", 0.1), ("hinge", 0.0), ("lsgan", 0.0),
-                                             ("wgan", 0.0)])
+                                             ("wgan", 0.0), ("rpgan", 0.0)])
 def test_d_loss_eager_path_matches_reference_to_second_order(dtype, kind, smoothing, gan_loss_path):
     g = torch.Generator().manual_seed(3)
     r = (torch.randn(6, 1, generator=g, dtype=torch.float64) * 4).to(dtype)
-    f = (torch.randn(10, 1, generator=g, dtype=torch.float64) * 4).to(dtype)
+    f = (torch.randn(6 if kind == "rpgan" else 10, 1, generator=g, dtype=torch.float64) * 4).to(dtype)  # rpgan: pairs
     for second_order in _ORDERS[dtype]:
         _assert_same(lambda r, f: losses.d_loss(r, f, kind, smoothing),
                      lambda r, f: reference.d_loss(r, f, kind, smoothing), (r, f), dtype, second_order=second_order)
@@ -344,7 +344,12 @@ def test_d_loss_eager_path_matches_reference_to_second_order(dtype, kind, smooth
 def test_g_loss_eager_path_matches_reference_to_second_order(dtype, kind, gan_loss_path):
     # 17 logits: two blocks of AVX2's 8 lanes and a tail.
     f = (torch.randn(17, 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 4).to(dtype)
+    r = (torch.randn(17, 1, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 4).to(dtype)
     for second_order in _ORDERS[dtype]:
+        if kind == "rpgan":  # pairs each fake logit with a real one; both get gradients
+            _assert_same(lambda f, r: losses.g_loss(f, kind, r), lambda f, r: reference.g_loss(f, kind, r), (f, r),
+                         dtype, second_order=second_order)
+            continue
         _assert_same(lambda f: losses.g_loss(f, kind), lambda f: reference.g_loss(f, kind), (f,), dtype,
                      second_order=second_order)
 
@@ -353,11 +358,15 @@ def test_bce_type_gan_losses_take_the_one_pass_extension_once_per_logits(monkeyp
     counting = _Counting()
     monkeypatch.setattr(bce_module, "_cpu_losses", counting)
     r, f = torch.randn(64, 1, requires_grad=True), torch.randn(64, 1, requires_grad=True)
-    for loss_fn, calls in ((lambda: losses.d_loss(r, f), 2), (lambda: losses.d_loss(r, f, label_smoothing=0.1), 2),
-                           (lambda: losses.g_loss(f), 1)):
+    for loss_fn, calls, wrt in ((lambda: losses.d_loss(r, f), 2, (r, f)),
+                                (lambda: losses.d_loss(r, f, label_smoothing=0.1), 2, (r, f)),
+                                (lambda: losses.g_loss(f), 1, f),
+                                # rpgan: one pass over the pairs' differences, whose node splits the gradient
+                                (lambda: losses.d_loss(r, f, "rpgan"), 1, (r, f)),
+                                (lambda: losses.g_loss(f, "rpgan", r), 1, (r, f))):
         loss = loss_fn()
         assert type(loss.grad_fn).__name__ == "_BCEMeansOnePassBackward" and counting.calls == calls
-        torch.autograd.grad(loss, (r, f) if calls == 2 else f)
+        torch.autograd.grad(loss, wrt)
         assert counting.calls == calls
         counting.calls = 0
     with torch.no_grad():
@@ -390,7 +399,8 @@ def test_gan_losses_eager_path_propagates_nan_and_accepts_strided_logits(gan_los
     for kind in losses.D_LOSS_KINDS:
         assert losses.d_loss(r, torch.zeros(2), kind).isnan()
     for kind in losses.G_LOSS_KINDS:
-        assert losses.g_loss(r, kind).isnan()
+        assert losses.g_loss(r, kind, real_logits=torch.zeros(2)).isnan()
+        assert losses.g_loss(torch.zeros(2), kind, real_logits=r).isnan() or kind != "rpgan"
     f = torch.randn(6, 4)[:, ::2]
     assert not f.is_contiguous()
     _assert_same(lambda f: losses.g_loss(f), lambda f: reference.g_loss(f), (f,), torch.float32)

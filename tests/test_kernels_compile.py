@@ -121,14 +121,16 @@ def calls_bce_with_logits():
 def calls_gan_loss():
     def run(n_real, n_fake, dtype, kinds=("bce",), g_kinds=("ns",)):
         real, fake = _leaf((n_real, 1), dtype), _leaf((n_fake, 1), dtype)
+        paired = _leaf((n_fake, 1), dtype)  # rpgan's real logits: one per fake
         for kind in kinds:
-            _backward(losses.d_loss(real, fake, kind), [real, fake])
-            _backward(losses.d_loss(real, fake, kind) * 0.5, [real, fake])  # an upstream gradient other than 1
+            r = paired if kind == "rpgan" else real
+            _backward(losses.d_loss(r, fake, kind), [r, fake])
+            _backward(losses.d_loss(r, fake, kind) * 0.5, [r, fake])  # an upstream gradient other than 1
         for kind in g_kinds:
-            _backward(losses.g_loss(fake, kind), [fake])
-            _backward(losses.g_loss(fake, kind) * 2.0, [fake])
+            _backward(losses.g_loss(fake, kind, paired), [fake])
+            _backward(losses.g_loss(fake, kind, paired) * 2.0, [fake])
     for n in SIZES:
-        run(n, n, torch.float32)
+        run(n, n, torch.float32, ("bce", "rpgan"))
         run(n, max(n - 1, 1), torch.float32)
     for dtype in DTYPES:
         run(17, 15, dtype, reference.D_LOSS_KINDS, reference.G_LOSS_KINDS)

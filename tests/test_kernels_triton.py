@@ -126,7 +126,8 @@ def _budget(forward, inputs, fwd_budget, bwd_budget, upstream=0.5):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("kind", reference.D_LOSS_KINDS)
 def test_d_loss_takes_one_launch_forward_and_one_backward(kind, dtype):
-    real, fake = torch.randn(3000, 1).to(dtype).requires_grad_(), torch.randn(2500, 1).to(dtype).requires_grad_()
+    n_fake = 3000 if kind == "rpgan" else 2500  # rpgan pairs the logits
+    real, fake = torch.randn(3000, 1).to(dtype).requires_grad_(), torch.randn(n_fake, 1).to(dtype).requires_grad_()
     _budget(lambda: losses.d_loss(real, fake, kind), (real, fake), 1, 1)
 
 
@@ -134,7 +135,8 @@ def test_d_loss_takes_one_launch_forward_and_one_backward(kind, dtype):
 @pytest.mark.parametrize("kind", reference.G_LOSS_KINDS)
 def test_g_loss_takes_one_launch_forward_and_one_backward(kind):
     fake = torch.randn(3000, 1, dtype=torch.float16).requires_grad_()
-    _budget(lambda: losses.g_loss(fake, kind), (fake,), 1, 1)
+    real = torch.randn(3000, 1, dtype=torch.float16).requires_grad_()  # read by rpgan alone
+    _budget(lambda: losses.g_loss(fake, kind, real), (fake, real) if kind == "rpgan" else (fake,), 1, 1)
 
 
 @kernel_test
@@ -181,7 +183,8 @@ def test_nan_propagates_through_every_activation(act):
 def test_nan_propagates_through_every_loss():
     fake = torch.tensor([0.5, float("nan"), -2.0])
     for kind in reference.G_LOSS_KINDS:
-        assert torch.isnan(losses.g_loss(fake, kind)), kind
+        assert torch.isnan(losses.g_loss(fake, kind, torch.ones(3))), kind
+    assert torch.isnan(losses.g_loss(torch.ones(3), "rpgan", fake))
     for kind in reference.D_LOSS_KINDS:
         assert torch.isnan(losses.d_loss(torch.ones(3), fake, kind)), kind
         assert torch.isnan(losses.d_loss(fake, torch.ones(3), kind)), kind
@@ -322,7 +325,7 @@ def test_bce_with_logits_kernel_propagates_nan_and_handles_non_contiguous_and_em
 @pytest.mark.parametrize("kind", reference.D_LOSS_KINDS)
 def test_gan_loss_kernel_d_loss_matches_reference(kind, dtype):
     g = torch.Generator().manual_seed(1)
-    real = (torch.randn(37, 1, generator=g) * 4).to(dtype).requires_grad_()
+    real = (torch.randn(1030 if kind == "rpgan" else 37, 1, generator=g) * 4).to(dtype).requires_grad_()
     fake = (torch.randn(1030, 1, generator=g) * 4).to(dtype).requires_grad_()
     s = 0.1 if kind == "bce" else 0.0
     out, ref = losses.d_loss(real, fake, kind, s), reference.d_loss(real, fake, kind, s)
@@ -336,19 +339,22 @@ def test_gan_loss_kernel_d_loss_matches_reference(kind, dtype):
 @pytest.mark.parametrize("kind", reference.G_LOSS_KINDS)
 def test_gan_loss_kernel_g_loss_matches_reference_including_extremes(kind):
     fake = torch.cat([torch.randn(50) * 3, torch.tensor([-1e4, 1e4, 0.0])]).requires_grad_()
-    out, ref = losses.g_loss(fake, kind), reference.g_loss(fake, kind)
+    real = torch.cat([torch.randn(50) * 3, torch.tensor([1e4, -1e4, 0.0])]).requires_grad_()  # rpgan's pairs
+    wrt = (fake, real) if kind == "rpgan" else (fake,)
+    out, ref = losses.g_loss(fake, kind, real), reference.g_loss(fake, kind, real)
     # +-1e4 terms cancel in the mean: both orders of summation are right to float32 eps times mean |term|.
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6 * fake.detach().abs().mean().item())
-    _close(_grads(out, fake)[0], _grads(ref, fake)[0], torch.float32)
+    for a, b in zip(_grads(out, wrt), _grads(ref, wrt)):
+        _close(a, b, torch.float32)
 
 
 @kernel_test
 def test_gan_loss_kernel_propagates_nan():
     fake = torch.tensor([0.5, float("nan")])
     for kind in reference.G_LOSS_KINDS:
-        assert torch.isnan(losses.g_loss(fake, kind)), kind
+        assert torch.isnan(losses.g_loss(fake, kind, torch.ones(2))), kind
     for kind in reference.D_LOSS_KINDS:
-        assert torch.isnan(losses.d_loss(torch.ones(3), fake, kind)), kind
+        assert torch.isnan(losses.d_loss(torch.ones(2 if kind == "rpgan" else 3), fake, kind)), kind
 
 
 @kernel_test
@@ -364,6 +370,34 @@ def test_gan_loss_double_backward_falls_back_to_the_reference():
             _close(a, b, torch.float32)
             _close(torch.autograd.grad(a.square().sum(), fake if a.shape == fake.shape else real)[0],
                    torch.autograd.grad(b.square().sum(), fake if b.shape == fake.shape else real)[0], torch.float32)
+
+
+@kernel_test
+@pytest.mark.parametrize("loss", ["d_loss", "g_loss"])
+def test_rpgan_kernel_equals_the_float64_reference_to_second_order(loss):
+    """The pair kernel's value and both logit gradients, and under create_graph (R1/R2 sit on top of it) the
+    derivatives of a function of those gradients, against the reference in float64."""
+    g = torch.Generator().manual_seed(11)
+    real = (torch.randn(1500, 1, generator=g) * 4).requires_grad_()
+    fake = (torch.randn(1500, 1, generator=g) * 4).requires_grad_()
+    r64, f64 = real.detach().double().requires_grad_(), fake.detach().double().requires_grad_()
+    if loss == "d_loss":
+        out, launches = _count(lambda: losses.d_loss(real, fake, "rpgan"))
+        ref = reference.d_loss(r64, f64, "rpgan")
+    else:
+        out, launches = _count(lambda: losses.g_loss(fake, "rpgan", real))
+        ref = reference.g_loss(f64, "rpgan", r64)
+    assert launches.triton == ["_pair_kernel"] and not launches.aten
+    torch.testing.assert_close(out.double(), ref, rtol=1e-6, atol=1e-7)
+    ga = torch.autograd.grad(out, (real, fake), create_graph=True)
+    gb = torch.autograd.grad(ref, (r64, f64), create_graph=True)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-9)
+    weights = torch.linspace(-1, 2, 1500).view(1500, 1)  # an asymmetric function of the gradients
+    second_a = torch.autograd.grad((ga[0] * weights).sum() + ga[1].square().sum() * 1e3, (real, fake))
+    second_b = torch.autograd.grad((gb[0] * weights.double()).sum() + gb[1].square().sum() * 1e3, (r64, f64))
+    for a, b in zip(second_a, second_b):
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-9)
 
 
 # ---------------------------------------------------------------- bias_act
@@ -728,8 +762,9 @@ def _many_partials(*sizes: int) -> None:
 @pytest.mark.parametrize("kind", reference.D_LOSS_KINDS)
 def test_gan_loss_kernel_adds_many_partials_in_order(kind):
     g = torch.Generator().manual_seed(9)
-    real = (torch.randn(45, 1, generator=g) * 4).requires_grad_()
+    real = (torch.randn(70 if kind == "rpgan" else 45, 1, generator=g) * 4).requires_grad_()  # rpgan: pairs
     fake = (torch.randn(70, 1, generator=g) * 4).requires_grad_()
+    paired = torch.randn(70, 1, generator=g) * 4  # g_loss's rpgan pairs these with fake
     _many_partials(45, 70)
     _many_partials(70)
     upstream = torch.tensor(0.5)  # not 1: the backward's scale kernel runs over several blocks too
@@ -737,14 +772,14 @@ def test_gan_loss_kernel_adds_many_partials_in_order(kind):
     with _small_blocks(**LOSS_BLOCKS):
         out = losses.d_loss(real, fake, kind, s)
         grads = _grads(out, (real, fake), upstream)
-        g_outs = {k: losses.g_loss(fake, k) for k in reference.G_LOSS_KINDS}
+        g_outs = {k: losses.g_loss(fake, k, paired) for k in reference.G_LOSS_KINDS}
         g_grads = {k: _grads(v, (fake,), upstream)[0] for k, v in g_outs.items()}
     ref = reference.d_loss(real, fake, kind, s)
     _close(out, ref, torch.float32)
     for a, e in zip(grads, _grads(ref, (real, fake), upstream)):
         _close(a, e, torch.float32)
     for k in reference.G_LOSS_KINDS:
-        ref = reference.g_loss(fake, k)
+        ref = reference.g_loss(fake, k, paired)
         _close(g_outs[k], ref, torch.float32)
         _close(g_grads[k], _grads(ref, (fake,), upstream)[0], torch.float32)
 

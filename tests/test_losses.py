@@ -20,6 +20,7 @@ D_CLOSED = {
     "hinge": lambda r, f: torch.clamp(1 - r, min=0).mean() + torch.clamp(1 + f, min=0).mean(),
     "lsgan": lambda r, f: 0.5 * ((r - 1) ** 2).mean() + 0.5 * (f**2).mean(),
     "wgan": lambda r, f: f.mean() - r.mean(),
+    "rpgan": lambda r, f: torch.log(1 + torch.exp(-(r - f))).mean(),  # -log sigmoid(D(x) - D(G(z)))
 }
 G_CLOSED = {
     "ns": lambda f: -torch.log(sig(f)).mean(),
@@ -27,6 +28,7 @@ G_CLOSED = {
     "hinge": lambda f: -f.mean(),
     "lsgan": lambda f: 0.5 * ((f - 1) ** 2).mean(),
     "wgan": lambda f: -f.mean(),
+    "rpgan": lambda f: torch.log(1 + torch.exp(-(f - REAL))).mean(),  # pairs with REAL
 }
 
 
@@ -37,7 +39,13 @@ def test_d_loss_equals_closed_form(kind):
 
 @pytest.mark.parametrize("kind", fg.losses.G_LOSS_KINDS)
 def test_g_loss_equals_closed_form(kind):
-    torch.testing.assert_close(g_loss(FAKE, kind).double(), G_CLOSED[kind](FAKE), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(g_loss(FAKE, kind, REAL).double(), G_CLOSED[kind](FAKE), rtol=1e-6, atol=1e-7)
+
+
+def test_rpgan_losses_are_each_others_with_the_roles_swapped_and_pair_elementwise():
+    assert g_loss(FAKE, "rpgan", REAL) == d_loss(FAKE, REAL, "rpgan")
+    # Pairs, not sets: permuting one side changes the loss.
+    assert d_loss(REAL, FAKE.flip(0), "rpgan") != d_loss(REAL, FAKE, "rpgan")
 
 
 def test_bce_label_smoothing_is_one_sided():
@@ -71,7 +79,11 @@ def test_losses_are_stable_for_extreme_logits():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: d_loss(REAL, FAKE, "nope"), "d_loss: kind must be one of bce, hinge, lsgan, wgan; got 'nope'"),
+        (lambda: d_loss(REAL, FAKE, "nope"), "d_loss: kind must be one of bce, hinge, lsgan, wgan, rpgan; got 'nope'"),
+        (lambda: g_loss(FAKE, "rpgan"), "^g_loss: kind='rpgan' pairs each fake logit with a real one: pass real_logits$"),
+        (lambda: g_loss(FAKE, "rpgan", REAL[:3]), r"g_loss: kind='rpgan' pairs real_logits \(3,\) with fake_logits \(4,\)"),
+        (lambda: d_loss(REAL, FAKE.view(4, 1), "rpgan"), r"d_loss: kind='rpgan' pairs real_logits \(4,\) with fake_logits \(4, 1\)"),
+        (lambda: g_loss(FAKE, "rpgan", REAL.long()), "real_logits must be a floating-point"),
         (lambda: g_loss(FAKE, "minimax"), "g_loss: kind must be one of"),
         (lambda: d_loss(REAL.view(2, 2), FAKE.view(4, 1)), "must agree in every dimension"),
         (lambda: d_loss(REAL.long(), FAKE), "real_logits must be a floating-point"),

@@ -19,7 +19,9 @@ from fastgan.nn import BatchNormAct
     lambda: (torch.ops.fastgan.d_loss.default, (torch.randn(4, 1, requires_grad=True),
                                                 torch.randn(6, 1, requires_grad=True), "hinge", 0.0)),
     lambda: (torch.ops.fastgan.g_loss.default, (torch.randn(4, 1, requires_grad=True), "ns")),
-], ids=["bias_act", "batch_norm_act", "bce_with_logits", "d_loss", "g_loss"])
+    lambda: (torch.ops.fastgan.d_loss.default, (torch.randn(4, 1, requires_grad=True),
+                                                torch.randn(4, 1, requires_grad=True), "rpgan", 0.0)),
+], ids=["bias_act", "batch_norm_act", "bce_with_logits", "d_loss", "g_loss", "d_loss_rpgan"])
 def test_op_registration_passes_opcheck(args):
     op, inputs = args()
     torch.library.opcheck(op, inputs, test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))

@@ -1,9 +1,16 @@
 """The GAN losses: references and gradients, the fastgan::d_loss and fastgan::g_loss ops, the public
-functions; then the gradient penalties (R1, WGAN-GP), plain autograd with no kernel of their own.
+functions; then the gradient penalties (R1, WGAN-GP, R1 + R2 in one pass), plain autograd with no kernel of
+their own.
+
+RpGAN (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024) is a loss over pairs (real_i, fake_i): D's loss is
+mean softplus(fake - real), G's the same with the roles swapped, mean softplus(real - fake). G's is therefore
+D's on (fake, real), and runs through the same op, kernel and one-pass code as D's.
 
 The Triton kernel (fastgan.kernels.gan_loss) computes a loss and its logit gradients in one launch.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -13,8 +20,8 @@ from .backend import use_triton
 from .bce_with_logits import MIN_NUMEL_LOSS, _loss_grad_op, one_pass_mean, takes_one_pass
 from .eager import runs_eager
 
-D_LOSS_KINDS = ("bce", "hinge", "lsgan", "wgan")
-G_LOSS_KINDS = ("ns", "saturating", "hinge", "lsgan", "wgan")
+D_LOSS_KINDS = ("bce", "hinge", "lsgan", "wgan", "rpgan")
+G_LOSS_KINDS = ("ns", "saturating", "hinge", "lsgan", "wgan", "rpgan")
 
 
 # ---------------------------------------------------------------- references and gradients
@@ -27,6 +34,8 @@ def d_loss_reference(real_logits, fake_logits, kind="bce", label_smoothing=0.0) 
     hinge: relu(1 - D(x)) + relu(1 + D(G(z)))             (Lim & Ye 2017; Miyato et al. 2018)
     lsgan: (D(x) - 1)^2 / 2 + D(G(z))^2 / 2               (Mao et al. 2017, eq. 9 with a=0, b=c=1)
     wgan:  D(G(z)) - D(x)                                  (Arjovsky et al. 2017)
+    rpgan: softplus(-(D(x) - D(G(z)))) over pairs, one mean (Jolicoeur-Martineau 2019; Huang et al. 2024, eq. 2);
+           real and fake logits have one shape
     """
     r, f = wide(real_logits), wide(fake_logits)
     if kind == "bce":
@@ -38,17 +47,24 @@ def d_loss_reference(real_logits, fake_logits, kind="bce", label_smoothing=0.0) 
         return 0.5 * (r - 1).square().mean() + 0.5 * f.square().mean()
     if kind == "wgan":
         return f.mean() - r.mean()
+    if kind == "rpgan":
+        return F.softplus(f - r).mean()
     raise ValueError(f"d_loss: kind must be one of {', '.join(D_LOSS_KINDS)}; got {kind!r}")
 
 
-def g_loss_reference(fake_logits, kind="ns") -> torch.Tensor:
+def g_loss_reference(fake_logits, kind="ns", real_logits=None) -> torch.Tensor:
     """Generator loss, a float32 (float64 for float64 logits) scalar batch mean.
 
     ns:         -log D(G(z))            the non-saturating form (Goodfellow et al. 2014, sec. 3)
     saturating: log(1 - D(G(z)))        the original minimax objective, minimised by G
     hinge, wgan: -D(G(z))
     lsgan:      (D(G(z)) - 1)^2 / 2
+    rpgan:      softplus(-(D(G(z)) - D(x))) over pairs: d_loss's rpgan with the roles swapped (needs real_logits)
     """
+    if kind == "rpgan":
+        if real_logits is None:
+            raise ValueError("g_loss: kind='rpgan' pairs each fake logit with a real one: pass real_logits")
+        return d_loss_reference(fake_logits, real_logits, "rpgan")
     f = wide(fake_logits)
     if kind == "ns":
         return (-F.logsigmoid(f)).mean()
@@ -71,6 +87,9 @@ def d_loss_grads(r: torch.Tensor, f: torch.Tensor, kind: str, s: float):
         gr, gf = torch.where(r.isnan(), r, gr), torch.where(f.isnan(), f, gf)  # NaN in, NaN out
     elif kind == "wgan":
         gr, gf = torch.where(r.isnan(), r, -1.0), torch.where(f.isnan(), f, 1.0)
+    elif kind == "rpgan":
+        gf = torch.sigmoid(f - r)
+        gr = -gf
     else:  # lsgan
         gr, gf = r - 1, f.clone()
     return gr / r.numel(), gf / f.numel()
@@ -234,7 +253,12 @@ def _one_pass(*logits: torch.Tensor) -> bool:
 def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -> torch.Tensor:
     if kind == "bce" and _one_pass(real_logits, fake_logits):
         return _bce_means((1.0 - label_smoothing, 0.0), real_logits, fake_logits)
+    if kind == "rpgan" and _one_pass(real_logits, fake_logits):
+        # softplus(f - r) is bce(f - r, target 0): one pass over the differences, autograd splits the gradient.
+        return _bce_means((0.0,), fake_logits - real_logits)
     r, f = wide(real_logits), wide(fake_logits)
+    if kind == "rpgan":
+        return F.softplus(f - r).mean()
     if kind == "bce":
         # The real term is subtracted as mean(logsigmoid(r)) (one op fewer than adding its negation).
         if label_smoothing:
@@ -269,7 +293,8 @@ def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bc
            label_smoothing: float = 0.0) -> torch.Tensor:
     """Discriminator loss from D's logits on a real and a fake batch (float32 scalar).
 
-    kind: bce | hinge | lsgan | wgan (formulas in fastgan.reference.d_loss). label_smoothing
+    kind: bce | hinge | lsgan | wgan | rpgan (formulas in fastgan.reference.d_loss; rpgan pairs real_logits[i]
+    with fake_logits[i], so their shapes must be equal). label_smoothing
     (bce only) is one-sided: the real target becomes 1 - label_smoothing, the fake one stays 0.
     Runs as the fused op fastgan::d_loss: loss and both logit gradients in one launch on the Triton path.
     Under create_graph=True its backward differentiates the reference, so higher derivatives exist.
@@ -278,7 +303,9 @@ def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bc
         raise ValueError(f"d_loss: kind must be one of {', '.join(D_LOSS_KINDS)}; got {kind!r}")
     check_float("d_loss", "real_logits", real_logits)
     check_float("d_loss", "fake_logits", fake_logits)
-    if real_logits.shape[1:] != fake_logits.shape[1:]:
+    if kind == "rpgan":
+        _check_pairs("d_loss", real_logits, fake_logits)
+    elif real_logits.shape[1:] != fake_logits.shape[1:]:
         raise ValueError(
             f"d_loss: real_logits {tuple(real_logits.shape)} and fake_logits {tuple(fake_logits.shape)} "
             "must agree in every dimension but the batch"
@@ -287,22 +314,42 @@ def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bc
         raise ValueError(f"d_loss: label_smoothing must be in [0, 1); got {label_smoothing}")
     if label_smoothing and kind != "bce":
         raise ValueError(f"d_loss: label_smoothing applies to kind='bce' only; got kind={kind!r}")
+    return _d_loss_dispatch(real_logits, fake_logits, kind, float(label_smoothing))
+
+
+def _d_loss_dispatch(real_logits, fake_logits, kind: str, label_smoothing: float) -> torch.Tensor:
     # float64 keeps its float64 arithmetic (the kernel is float32 inside), traced or not.
     if (torch.float64 in (real_logits.dtype, fake_logits.dtype) or runs_eager(real_logits, MIN_NUMEL_LOSS)
             or runs_eager(fake_logits, MIN_NUMEL_LOSS)):
         return _d_loss_eager(real_logits, fake_logits, kind, label_smoothing)
-    return _d_loss_op(real_logits, fake_logits, kind, float(label_smoothing))[0]
+    return _d_loss_op(real_logits, fake_logits, kind, label_smoothing)[0]
 
 
-def g_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
+def _check_pairs(name: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> None:
+    if real_logits.shape != fake_logits.shape:
+        raise ValueError(
+            f"{name}: kind='rpgan' pairs real_logits {tuple(real_logits.shape)} with fake_logits "
+            f"{tuple(fake_logits.shape)} element by element: their shapes must be equal"
+        )
+
+
+def g_loss(fake_logits: torch.Tensor, kind: str = "ns", real_logits: torch.Tensor | None = None) -> torch.Tensor:
     """Generator loss from D's logits on a fake batch (float32 scalar).
 
     kind: ns (non-saturating, -log D(G(z))) | saturating (log(1 - D(G(z))), the minimax form) |
-    hinge | lsgan | wgan. Runs as the fused op fastgan::g_loss (see d_loss).
+    hinge | lsgan | wgan | rpgan. Runs as the fused op fastgan::g_loss (see d_loss). rpgan pairs fake_logits[i]
+    with real_logits[i] (needed, of the same shape; other kinds ignore real_logits) and is d_loss's rpgan with
+    the roles swapped: it runs as fastgan::d_loss(fake_logits, real_logits, 'rpgan').
     """
     if kind not in G_LOSS_KINDS:
         raise ValueError(f"g_loss: kind must be one of {', '.join(G_LOSS_KINDS)}; got {kind!r}")
     check_float("g_loss", "fake_logits", fake_logits)
+    if kind == "rpgan":
+        if real_logits is None:
+            raise ValueError("g_loss: kind='rpgan' pairs each fake logit with a real one: pass real_logits")
+        check_float("g_loss", "real_logits", real_logits)
+        _check_pairs("g_loss", real_logits, fake_logits)
+        return _d_loss_dispatch(fake_logits, real_logits, "rpgan", 0.0)  # the roles swapped
     if fake_logits.dtype == torch.float64 or runs_eager(fake_logits, MIN_NUMEL_LOSS):
         return _g_loss_eager(fake_logits, kind)
     return _g_loss_op(fake_logits, kind)[0]
@@ -342,3 +389,65 @@ def gradient_penalty(discriminator, real_images: torch.Tensor, fake_images: torc
     grad = _input_grad("gradient_penalty", discriminator(x_hat), x_hat)
     # The small epsilon keeps the norm differentiable where the gradient is exactly zero.
     return (grad.square().sum(1).add(1e-12).sqrt() - target).square().mean()
+
+
+class R1R2(NamedTuple):
+    """What r1_r2_penalty returns: the D loss, R1 and R2 (each a batch mean, without gamma / 2; float32, float64
+    for float64 logits and images), and
+    whether the one-pass form ran (False: the two-pass form, D has a cross-sample layer)."""
+
+    loss: torch.Tensor
+    r1: torch.Tensor
+    r2: torch.Tensor
+    one_pass: bool
+
+
+def mixes_samples(discriminator) -> bool:
+    """Whether D's output for one sample depends on the others in its batch, as far as its modules tell: a
+    batch norm that normalises with batch statistics (training mode, or no running statistics), or a module
+    with a true `cross_sample` attribute. A cross-sample op called as a function inside forward is not seen."""
+    modules = discriminator.modules() if isinstance(discriminator, torch.nn.Module) else ()
+    for m in modules:
+        if getattr(m, "cross_sample", False):
+            return True
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and (m.training or m.running_mean is None):
+            return True
+    return False
+
+
+def r1_r2_penalty(discriminator, real_images: torch.Tensor, fake_images: torch.Tensor, kind: str = "rpgan",
+                  one_pass: bool | None = None) -> R1R2:
+    """R3GAN's D step without the weights: (d_loss(D(real), D(fake), kind), R1, R2, one_pass).
+
+    R1 = E ||grad_x D(x)||^2 over real images, R2 the same over generated ones (Mescheder et al. 2018;
+    Huang et al. 2024, eq. 4); R3GAN's D loss is loss + gamma / 2 * (r1 + r2). Both images are detached: this
+    is the D step, and the results are differentiable w.r.t. D's parameters (double backward).
+
+    The one-pass form runs D once over torch.cat([real, fake]) and takes one double backward for both
+    penalties, serving the loss from the same logits. It is exact when no sample's logit depends on another
+    sample, which mixes_samples(discriminator) checks (R3GAN's D has no such layer). Where D mixes samples,
+    a training-mode batch norm for one, the batch statistics of the joint batch would differ from those of
+    each batch alone, so the exact two-pass form runs instead: D(real) and D(fake) apart, then one backward
+    for both. one_pass=None chooses so; True or False forces a form. The returned one_pass says which ran.
+    """
+    if real_images.shape != fake_images.shape:
+        raise ValueError(f"r1_r2_penalty: real {tuple(real_images.shape)} and fake {tuple(fake_images.shape)} "
+                         "shapes differ (RpGAN pairs them)")
+    if one_pass is None:
+        one_pass = not mixes_samples(discriminator)
+    n = real_images.shape[0]
+    if one_pass:
+        x = torch.cat([real_images.detach(), fake_images.detach()]).requires_grad_(True)
+        logits = discriminator(x)
+        real_logits, fake_logits = logits[:n], logits[n:]
+        (grad,) = torch.autograd.grad(wide(logits).sum(), x, create_graph=True)
+        norms = wide(grad).flatten(1).square().sum(1)
+        r1, r2 = norms[:n].mean(), norms[n:].mean()
+    else:
+        real = real_images.detach().requires_grad_(True)
+        fake = fake_images.detach().requires_grad_(True)
+        real_logits, fake_logits = discriminator(real), discriminator(fake)
+        grads = torch.autograd.grad(wide(real_logits).sum() + wide(fake_logits).sum(), (real, fake),
+                                    create_graph=True)
+        r1, r2 = (wide(g).flatten(1).square().sum(1).mean() for g in grads)
+    return R1R2(d_loss(real_logits, fake_logits, kind), r1, r2, one_pass)
