@@ -344,7 +344,7 @@ def test_a_4_channel_dataset_is_refused_before_a_run_directory_exists(tmp_path, 
 @pytest.mark.parametrize("toml, message", [
     ('steps = "abc"', "TrainConfig.steps: must be a whole number; got 'abc'"),
     ("steps = 1.5", "TrainConfig.steps: must be a whole number; got 1.5"),
-    ("mlp_hidden = 5", "TrainConfig.mlp_hidden: must be a list of whole numbers; got 5"),
+    ('model = "mlp"\nmlp_hidden = 5', "TrainConfig.mlp_hidden: must be a list of whole numbers; got 5"),
     ('lr_g = "fast"', "TrainConfig.lr_g: must be a number; got 'fast'"),
     ("dataset = 5", "TrainConfig.dataset: must be a string; got 5"),
     ("r1_gamma = nan", "TrainConfig.r1_gamma: must be a finite number; got nan"),
@@ -557,8 +557,8 @@ def test_resume_with_changed_options_names_them(tmp_path, capsys):
                                          r"given 0.001\)\. A resume may change only steps"):
         train(small(tmp_path, steps=4, name="r", resume=True, lr_g=1e-3, batch_size=32))
     line = one_line_error(capsys, 2, ["train", *CLI_SMALL, "--out-dir", str(tmp_path), "--name", "r", "--resume",
-                                      "--steps", "4", "--model", "dcgan"])
-    assert "model (saved 'mlp', given 'dcgan')" in line
+                                      "--steps", "4", "--z-dim", "4"])
+    assert "z_dim (saved 8, given 4)" in line
     assert load_checkpoint(tmp_path / "r")["step"] == 2
     train(small(tmp_path, steps=4, name="r", resume=True, ckpt_every=4, log_every=1))  # what a resume may change
     assert load_checkpoint(tmp_path / "r")["step"] == 4

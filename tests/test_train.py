@@ -88,6 +88,15 @@ def test_resume_is_bit_identical(tmp_path, extra):
     assert steps == [5, 10, 12]
 
 
+def test_resume_keeps_the_saved_output_settings_unless_given(tmp_path):
+    train(small(tmp_path, steps=4, name="r", log_every=2, ckpt_every=2))
+    resumed = train(TrainConfig(out_dir=str(tmp_path), name="r", resume=True, steps=8, progress=False))
+    steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8]
+    saved = json.loads((resumed / "config.json").read_text())
+    assert (saved["log_every"], saved["ckpt_every"], saved["steps"]) == (2, 2, 8)
+
+
 def test_resume_without_a_checkpoint_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such run to resume"):
         train(small(tmp_path, steps=1, name="ghost", resume=True))

@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import require_regular_file
 from ..data import dataset_kind
 from ..losses import D_LOSS_KINDS, G_LOSS_KINDS
 from .base import check_device
@@ -80,9 +81,10 @@ class TrainConfig:
     # Faults and scale-out
     max_nonfinite: int = setting(3, "consecutive updates with non-finite loss or gradients (each skipped) before "
                                     "training stops", at_least=1)
-    on_divergence: str = setting("stop", "what a run does when it diverges: stop (exit status 1, its last healthy "
-                                    "checkpoint kept) or continue (checkpoints rotate as usual)",
-                            ("stop", "continue"))
+    on_divergence: str = setting("stop", "what a run does when it diverges (README: When things go wrong): stop "
+                                         "(exit status 1, its last healthy checkpoint kept) or continue (training "
+                                         "goes on; the last healthy checkpoint is kept as checkpoint.healthy.pt)",
+                                 ("stop", "continue"))
     sync_bn: bool = setting(False, "distributed runs: batch-norm statistics over the global batch (SyncBatchNorm)")
     # Output
     log_every: int = setting(50, "steps between metrics.jsonl lines", at_least=1)
@@ -193,7 +195,7 @@ class TrainConfig:
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> "TrainConfig":
         """Settings from a TOML file (flat keys, as the options' names with underscores), overridden by `overrides`."""
-        with open(path, "rb") as f:
+        with open(require_regular_file(path, "--config file"), "rb") as f:
             try:
                 values = tomllib.load(f)
             except tomllib.TOMLDecodeError as e:

@@ -31,10 +31,12 @@ def make_trainer(config: TrainConfig, dist=None) -> BaseTrainer:
 
 
 def _resumed_config(config: TrainConfig, state: dict, run_dir: Path) -> TrainConfig:
-    """The saved run's config with the settings a resume may change taken from `config`.
+    """The saved run's config with the settings a resume may change taken from `config` where `config` gives them
+    (an option, TOML key or constructor argument); the others keep their saved values, so a run trained with
+    --device cuda --log-every 10 resumes so without repeating them.
 
-    Any other field that `config` sets (an option, TOML key or constructor argument given) and that differs from the saved run is an error naming it: a resumed run keeps its
-    own settings, and silently ignoring an option would train something other than what was asked.
+    Any other field that `config` gives and that differs from the saved run is an error naming it: a resumed run
+    keeps its own settings, and silently ignoring an option would train something other than what was asked.
     """
     try:
         saved = TrainConfig.from_dict(state["config"])
@@ -49,7 +51,8 @@ def _resumed_config(config: TrainConfig, state: dict, run_dir: Path) -> TrainCon
                          f"{listed}. A resume may change only {', '.join(RESUMABLE)}: drop the others, or start a "
                          f"new run with another --name")
     for name in (*RESUMABLE, "name", "out_dir"):
-        setattr(saved, name, getattr(config, name))
+        if name in config.set_fields() or name in ("name", "out_dir"):
+            setattr(saved, name, getattr(config, name))
     saved.resume = True
     saved.validate()
     return saved
