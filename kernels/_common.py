@@ -6,8 +6,6 @@ receive from the fused layer; the jit functions branch on these names (tests che
 """
 from __future__ import annotations
 
-import operator
-
 import torch
 import triton
 import triton.language as tl
@@ -49,7 +47,7 @@ def _interpreter_scalars_index() -> None:
     scope = scope_type()
     patch_tensor(tl.tensor, scope)
     try:
-        operator.index(tl.tensor(builder.get_int32(3), tl.int32))
+        range(tl.tensor(builder.get_int32(3), tl.int32))  # a loop bound takes the scalar through __index__
         return
     except TypeError:
         pass
