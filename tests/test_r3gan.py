@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fastgan import losses
 from fastgan.models import R3GANDiscriminator
 from fastgan.models.r3gan import ResidualBlock, Resample, lowpass_kernel
 from fastgan.train import TrainConfig, make_trainer, train
@@ -125,3 +126,19 @@ def test_r3gans_fixed_settings_are_errors_naming_why():
         TrainConfig(r3gan_gamma=1.0)
     with pytest.raises(ValueError, match="model r3gan needs square images of 4, 8, 16"):
         build_r3gan(TrainConfig(**SMALL), (1, 12, 12))
+
+
+def test_a_conditional_d_takes_each_pairs_label_in_both_forms_of_the_penalties():
+    torch.manual_seed(0)
+    d = R3GANDiscriminator(1, (16, 16), (4, 4), (1, 1), num_classes=3, embed_dim=16).double()
+    for p in d.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    real, fake = torch.randn(4, 1, 8, 8, dtype=torch.float64), torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    labels = torch.tensor([0, 2, 1, 2])
+    one = losses.r1_r2_penalty(d, real, fake, labels=labels)
+    two = losses.r1_r2_penalty(d, real, fake, labels=labels, one_pass=False)
+    assert one.one_pass and not two.one_pass
+    for a, b in ((one.loss, two.loss), (one.r1, two.r1), (one.r2, two.r2)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+    other = losses.r1_r2_penalty(d, real, fake, labels=torch.tensor([1, 1, 1, 1]))
+    assert not torch.allclose(other.loss, one.loss)  # the labels reach D

@@ -416,7 +416,7 @@ def mixes_samples(discriminator) -> bool:
 
 
 def r1_r2_penalty(discriminator, real_images: torch.Tensor, fake_images: torch.Tensor, kind: str = "rpgan",
-                  one_pass: bool | None = None) -> R1R2:
+                  one_pass: bool | None = None, labels: torch.Tensor | None = None) -> R1R2:
     """R3GAN's D step without the weights: (d_loss(D(real), D(fake), kind), R1, R2, one_pass).
 
     R1 = E ||grad_x D(x)||^2 over real images, R2 the same over generated ones (Mescheder et al. 2018;
@@ -429,6 +429,7 @@ def r1_r2_penalty(discriminator, real_images: torch.Tensor, fake_images: torch.T
     a training-mode batch norm for one, the batch statistics of the joint batch would differ from those of
     each batch alone, so the exact two-pass form runs instead: D(real) and D(fake) apart, then one backward
     for both. one_pass=None chooses so; True or False forces a form. The returned one_pass says which ran.
+    labels: a conditional D's class of each pair (both of its samples), passed to D after the images.
     """
     if real_images.shape != fake_images.shape:
         raise ValueError(f"r1_r2_penalty: real {tuple(real_images.shape)} and fake {tuple(fake_images.shape)} "
@@ -438,7 +439,7 @@ def r1_r2_penalty(discriminator, real_images: torch.Tensor, fake_images: torch.T
     n = real_images.shape[0]
     if one_pass:
         x = torch.cat([real_images.detach(), fake_images.detach()]).requires_grad_(True)
-        logits = discriminator(x)
+        logits = discriminator(x) if labels is None else discriminator(x, torch.cat([labels, labels]))
         real_logits, fake_logits = logits[:n], logits[n:]
         (grad,) = torch.autograd.grad(wide(logits).sum(), x, create_graph=True)
         norms = wide(grad).flatten(1).square().sum(1)
@@ -446,7 +447,8 @@ def r1_r2_penalty(discriminator, real_images: torch.Tensor, fake_images: torch.T
     else:
         real = real_images.detach().requires_grad_(True)
         fake = fake_images.detach().requires_grad_(True)
-        real_logits, fake_logits = discriminator(real), discriminator(fake)
+        cond = () if labels is None else (labels,)
+        real_logits, fake_logits = discriminator(real, *cond), discriminator(fake, *cond)
         grads = torch.autograd.grad(wide(real_logits).sum() + wide(fake_logits).sum(), (real, fake),
                                     create_graph=True)
         r1, r2 = (wide(g).flatten(1).square().sum(1).mean() for g in grads)

@@ -21,9 +21,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ... import losses
 from ...models import R3GANDiscriminator, R3GANGenerator
 from .family import Family
 from .gan import GANTrainer, num_classes
@@ -105,21 +105,12 @@ def build_r3gan(config, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Modu
 
 def r3gan_d_loss(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, gamma: float,
                  cond: tuple = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """D's loss, mean over pairs of softplus(-(D(real) - D(fake))) + gamma / 2 (R1 + R2), and its statistics.
-
-    One D forward over real and generated samples together and one double backward give both penalties: exact
-    because R3GAN's D has no layer that mixes samples, so the gradient of the summed logits at a sample is the
-    gradient of that sample's own logit.
-    """
-    both = torch.cat([real, fake]).detach().requires_grad_(True)
-    logits = discriminator(both, *(torch.cat([c, c]) for c in cond)).float()
-    (grad,) = torch.autograd.grad(logits.sum(), both, create_graph=True)
-    r1, r2 = grad.float().square().sum(dim=[1, 2, 3]).chunk(2)
-    real_logits, fake_logits = logits.chunk(2)
-    adversarial = F.softplus(-(real_logits - fake_logits))
-    loss = (adversarial + gamma / 2 * (r1 + r2)).mean()
-    return loss, {"d_loss": adversarial.mean().detach(), "real_logit": real_logits.mean().detach(),
-                  "fake_logit": fake_logits.mean().detach(), "r1": r1.mean().detach(), "r2": r2.mean().detach()}
+    """D's loss, RpGAN's softplus(-(D(real) - D(fake))) + gamma / 2 (R1 + R2) averaged over pairs, and its
+    statistics. fastgan.losses.r1_r2_penalty gives both penalties and the loss from one D forward over real and
+    generated samples together and one double backward: exact, as R3GAN's D mixes no samples."""
+    result = losses.r1_r2_penalty(discriminator, real, fake, "rpgan", labels=cond[0] if cond else None)
+    loss = result.loss + gamma / 2 * (result.r1 + result.r2)
+    return loss, {"d_loss": result.loss.detach(), "r1": result.r1.detach(), "r2": result.r2.detach()}
 
 
 class R3GANTrainer(GANTrainer):
@@ -178,9 +169,10 @@ class R3GANTrainer(GANTrainer):
             fake = self.g_fwd(self._noise(), *cond)
             logits = self.d_fwd(torch.cat([fake, real]), *(torch.cat([c, c]) for c in cond)).float()
         fake_logits, real_logits = logits.chunk(2)
-        loss = F.softplus(-(fake_logits - real_logits)).mean()
+        loss = losses.g_loss(fake_logits, "rpgan", real_logits=real_logits)
         self.update("generator", loss)
-        return {"g_loss": loss.detach()}
+        return {"g_loss": loss.detach(), "real_logit": real_logits.mean().detach(),
+                "fake_logit": fake_logits.mean().detach()}
 
     def samples_per_step(self) -> int:
         return 2 * self.config.batch_size * self.dist.world_size  # a real batch for D and one for G
@@ -190,8 +182,9 @@ R3GAN = Family(
     "r3gan", "R3GAN: RpGAN + R1 + R2 on a normalisation-free ResNeXt (Huang et al. 2024) on images", ("images",),
     R3GANTrainer, frozenset({"conditional", "compile"}), settings=(R3GANSettings,),
     fixed={"n_critic": ((1,), "its schedule is one D and one G update per step"),
-           "d_loss": (("bce",), "its loss is RpGAN's"), "g_loss": (("ns",), "its loss is RpGAN's"),
+           "d_loss": (("rpgan",), "its loss is RpGAN's"), "g_loss": (("rpgan",), "its loss is RpGAN's"),
            "label_smoothing": ((0.0,), "its loss is RpGAN's"), "beta1": ((0.0,), "R3GAN's Adam has beta1 0")},
     # The paper's CIFAR-10 settings: Adam(2e-4, 0, 0.9) with eps 1e-8, z of 64.
-    defaults={"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9, "z_dim": 64},
+    defaults={"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9, "z_dim": 64, "d_loss": "rpgan",
+              "g_loss": "rpgan"},
     metrics="fid, kid, is, pr")
