@@ -5,7 +5,8 @@ eval-mode batch norm plus activation, and the normalise pass of training-mode ba
 addressed as they lie in memory (contiguous or channels_last: kernels._common.channel_layout), so a
 channels_last x gives a channels_last y and dx. The backward writes dx and, in the same launch, the bias
 gradient: per-channel partial sums over tiles of the (outer, channels, inner) view, added in a fixed order
-by the last program. All arithmetic is float32; loads and stores use the tensors' own dtypes.
+by the last program. The double backward (the backward of the backward, under R1 and R2) is one
+elementwise launch. All arithmetic is float32; loads and stores use the tensors' own dtypes.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (activation, activation_grad_from_output, arrival_counter, as_layout_of, channel_layout, dense,
-                      last_to_arrive, release_counter, tiles)
+from ._common import (TANH, activation, activation_grad_from_output, arrival_counter, as_layout_of, channel_layout,
+                      dense, last_to_arrive, release_counter, tiles)
 
 BLOCK = 1024
 INT32_LIMIT = 2**31
@@ -109,6 +110,41 @@ def _backward_bias_kernel(dy_ptr, y_ptr, dx_ptr, partial_ptr, db_ptr, counter_pt
         release_counter(counter_ptr)
 
 
+@triton.jit
+def _double_backward_kernel(ddx_ptr, ddb_ptr, dy_ptr, y_ptr, d_dy_ptr, d_y_ptr, n, inner, channels, alpha, gain, clamp,
+                            HAS_DDX: tl.constexpr, HAS_DDB: tl.constexpr, ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
+                            SECOND: tl.constexpr, INDEX64: tl.constexpr, BLOCK: tl.constexpr):
+    """The backward of the backward (fastgan.fused.bias_act.bias_act_double_backward_reference): with
+    t = ddx + ddb[channel], d dy = t * gain * act'(y / gain) and, for tanh and sigmoid (SECOND), the gradient of
+    y, t * dy * (-2 a or 1 - 2 a) with a = y / gain; one read of each input, one write of each output."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    t = tl.zeros((BLOCK,), tl.float32)
+    if HAS_DDX:
+        t += tl.load(ddx_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_DDB:
+        t += tl.load(ddb_ptr + channel_of(offs, inner, channels, INDEX64), mask=mask, other=0.0).to(tl.float32)
+    a = y / gain
+    g = activation_grad_from_output(a, ACT, alpha) * gain
+    if HAS_CLAMP:
+        # As in _dx: the clamp rounded to y's storage dtype decides what was clamped.
+        limit = tl.full((), clamp, tl.float32).to(y_ptr.dtype.element_ty).to(tl.float32)
+        keep = tl.abs(y) < limit
+        g = tl.where(keep, g, 0.0)
+    tl.store(d_dy_ptr + offs, (t * g).to(d_dy_ptr.dtype.element_ty), mask=mask)
+    if SECOND:
+        dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if ACT == TANH:
+            s = -2.0 * a
+        else:  # SIGMOID
+            s = 1.0 - 2.0 * a
+        d_y = t * dy * s
+        if HAS_CLAMP:
+            d_y = tl.where(keep, d_y, 0.0)
+        tl.store(d_y_ptr + offs, d_y.to(d_y_ptr.dtype.element_ty), mask=mask)
+
+
 def forward(x: torch.Tensor, shift: torch.Tensor | None, act: int, alpha: float, gain: float,
             clamp: float | None, dim: int, mean: torch.Tensor | None = None,
             scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -152,3 +188,24 @@ def backward(dy: torch.Tensor, y: torch.Tensor, b: torch.Tensor | None, act: int
         alpha, gain, clamp, BLOCK_C=block_c, BLOCK_I=block_i, **common,
     )
     return dx, db
+
+
+def double_backward(ddx: torch.Tensor | None, ddb: torch.Tensor | None, dy: torch.Tensor, y: torch.Tensor, act: int,
+                    alpha: float, gain: float, clamp: float | None, dim: int,
+                    second: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d dy in y's layout and dy's dtype, d y in y's layout, or an empty tensor unless `second`: tanh and
+    sigmoid); one launch."""
+    dy = as_layout_of(dy, y)
+    ddx = None if ddx is None else as_layout_of(ddx, y)
+    d_dy = torch.empty_like(y, dtype=dy.dtype)
+    d_y = torch.empty_like(y) if second else y.new_empty(0)
+    n = y.numel()
+    if n == 0:
+        return d_dy, d_y
+    _, channels, inner = channel_layout(y, dim)
+    _double_backward_kernel[(triton.cdiv(n, BLOCK),)](
+        ddx, ddb, dy, y, d_dy, d_y, n, inner, channels, alpha, gain, 0.0 if clamp is None else clamp,
+        HAS_DDX=ddx is not None, HAS_DDB=ddb is not None, ACT=act, HAS_CLAMP=clamp is not None, SECOND=second,
+        INDEX64=n >= INT32_LIMIT, BLOCK=BLOCK,
+    )
+    return d_dy, d_y

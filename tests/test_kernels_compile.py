@@ -145,6 +145,13 @@ EPILOGUE_SHAPES = [((1, 1), False), ((2, 1), False), ((1, 15), False), ((16, 1),
 AWKWARD = (3, 5, 7, 7)
 
 
+def _double_backward(fn, x, b, act, **kwargs):
+    """A create_graph backward of fn(x, b) and the backward of its gradients (R1 through the layer)."""
+    wrt = [t for t in (x, b) if t is not None]
+    first = torch.autograd.grad(fn(x, b, act, **kwargs).sum(), wrt, create_graph=True)
+    torch.autograd.grad(sum(g.square().sum() for g in first), wrt, allow_unused=True)
+
+
 def calls_bias_act():
     for shape, cl in EPILOGUE_SHAPES:
         x, b = _leaf(shape, channels_last=cl), _leaf((shape[1],))
@@ -157,6 +164,10 @@ def calls_bias_act():
                 _backward(ops.bias_act(x, b, act), [x, b])
             x = _leaf(AWKWARD, dtype, cl)
             _backward(ops.bias_act(x, None, "tanh", gain=1.4, clamp=256.0), [x])
+            for act, b in (("lrelu", _leaf((AWKWARD[1],), dtype)), ("tanh", None), ("sigmoid", _leaf((AWKWARD[1],), dtype))):
+                _double_backward(ops.bias_act, _leaf(AWKWARD, dtype, cl), b, act, clamp=4.0 if b is None else None)
+    for shape, cl in EPILOGUE_SHAPES:  # the double backward's sizes (R1/R2 through bias_act)
+        _double_backward(ops.bias_act, _leaf(shape, channels_last=cl), _leaf((shape[1],)), "tanh")
 
 
 def calls_batch_norm_act():

@@ -436,6 +436,41 @@ def test_bias_act_kernel_matches_reference(shape, data, act, gain, clamp, use_bi
 
 
 @kernel_test
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("act, gain, clamp, use_bias", [("lrelu", None, None, True), ("relu", 1.5, 0.8, True),
+                                                        ("linear", None, None, False), ("tanh", 1.4, 0.9, True),
+                                                        ("sigmoid", 2.0, 1.5, False)])
+def test_bias_act_double_backward_is_one_launch_and_equals_the_float64_reference(act, gain, clamp, use_bias,
+                                                                                 channels_last):
+    """R1/R2 through a bias_act layer: the create_graph backward's own backward is one launch of the double
+    backward kernel, with no aten activation backward beside it, and equals autograd of the reference in float64."""
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 6, 5, 7, generator=g) * 2
+    x = (x.contiguous(memory_format=torch.channels_last) if channels_last else x).requires_grad_()
+    b = torch.randn(6, generator=g).requires_grad_() if use_bias else None
+    dy = torch.randn(2, 6, 5, 7, generator=g).requires_grad_()
+    w = torch.randn(2, 6, 5, 7, generator=g)
+
+    def second(x, b, dy, fn):
+        wrt = [t for t in (x, b) if t is not None]
+        first = torch.autograd.grad(fn(x, b, act, None, gain, clamp), wrt, dy, create_graph=True)
+        objective = (first[0] * w.to(x.dtype)).sum() + (first[1].square().sum() if b is not None else 0)
+        return lambda: torch.autograd.grad(objective, [*wrt, dy], allow_unused=True)
+
+    grads, launches = _count(second(x, b, dy, ops.bias_act))
+    assert launches.triton.count("_double_backward_kernel") == 1, launches.triton
+    assert not [n for n in launches.aten if n.endswith("_backward")], launches.aten
+    leaves = [None if t is None else t.detach().double().requires_grad_() for t in (x, b, dy)]
+    expected = second(*leaves, reference.bias_act)()
+    for a, e in zip(grads, expected):
+        if a is None or e is None:  # piecewise-linear activations: no second derivative for x and b
+            for t in (a, e):
+                assert t is None or not t.abs().max() > 0
+            continue
+        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5 * max(e.abs().max().item(), 1.0))
+
+
+@kernel_test
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_bias_act_kernel_passes_no_gradient_through_clamped_half_precision_outputs(dtype):
     # 0.9 rounds down in float16 and bfloat16, so a clamped output stored in them is below float32 0.9.

@@ -21,7 +21,14 @@ from fastgan.nn import BatchNormAct
     lambda: (torch.ops.fastgan.g_loss.default, (torch.randn(4, 1, requires_grad=True), "ns")),
     lambda: (torch.ops.fastgan.d_loss.default, (torch.randn(4, 1, requires_grad=True),
                                                 torch.randn(4, 1, requires_grad=True), "rpgan", 0.0)),
-], ids=["bias_act", "batch_norm_act", "bce_with_logits", "d_loss", "g_loss", "d_loss_rpgan"])
+    lambda: (torch.ops.fastgan.bias_act_backward.default, (torch.randn(2, 3, 4, requires_grad=True),
+                                                           torch.rand(2, 3, 4).requires_grad_(), torch.randn(3),
+                                                           "tanh", 0.2, 1.0, None, 1)),
+    lambda: (torch.ops.fastgan.bias_act_double_backward.default, (torch.randn(2, 3, 4), torch.randn(3),
+                                                                  torch.randn(2, 3, 4), torch.rand(2, 3, 4),
+                                                                  "sigmoid", 0.2, 1.0, None, 1)),
+], ids=["bias_act", "batch_norm_act", "bce_with_logits", "d_loss", "g_loss", "d_loss_rpgan", "bias_act_backward",
+        "bias_act_double_backward"])
 def test_op_registration_passes_opcheck(args):
     op, inputs = args()
     torch.library.opcheck(op, inputs, test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))

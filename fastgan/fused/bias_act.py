@@ -1,13 +1,15 @@
-"""bias_act, StyleGAN2's fused epilogue: reference and gradient, the fastgan::bias_act and
-fastgan::bias_act_backward ops, the public function.
+"""bias_act, StyleGAN2's fused epilogue: reference and gradients, the fastgan::bias_act,
+fastgan::bias_act_backward and fastgan::bias_act_double_backward ops, the public function.
 
 The op (namespace "fastgan") has one implementation registered for CPU and CUDA tensors that runs the
 Triton kernel (fastgan.kernels.bias_act) where fastgan.fused.backend.use_triton says so and the
 PyTorch reference otherwise, a fake implementation for torch.compile, and an autograd formula.
 
-Second derivatives (R1, WGAN-GP through a discriminator built from these ops): a backward that runs
-with grad mode on (create_graph=True) is written in differentiable torch ops, so autograd can
-differentiate it again; a plain backward launches the backward kernel.
+Second derivatives (R1, R2, WGAN-GP through a discriminator built from these ops), as StyleGAN2-ADA's
+bias_act has them: a create_graph backward runs fastgan::bias_act_backward, whose own backward is
+fastgan::bias_act_double_backward, one launch per layer on the Triton path and a few torch ops on the CPU.
+Only a backward of a still higher order (grad mode on inside the double backward) runs differentiable torch
+ops, so autograd can differentiate it again.
 """
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ from .eager import ACT_IN_PLACE, runs_eager
 # runs the reference, whose eager launches cost about the same as one fused launch at these sizes.
 # A starting point to be re-tuned with `python -m bench.kernels` on the target GPU.
 MIN_NUMEL_BIAS_ACT = 1 << 16
+# Activations whose derivative, in terms of the output, is not piecewise constant: their double backward has a
+# gradient for y.
+SECOND_ORDER_ACTS = ("tanh", "sigmoid")
 
 
 # ---------------------------------------------------------------- reference and gradient
@@ -57,6 +62,30 @@ def bias_act_grad_from_output(dy: torch.Tensor, y: torch.Tensor, act: str, alpha
         # aten.hardtanh_backward would compare in float32 and pass it.
         dx = torch.where(y.abs() < clamp, dx, 0.0)
     return dx.to(y.dtype)
+
+
+def bias_act_double_backward_reference(ddx: torch.Tensor | None, ddb: torch.Tensor | None, dy: torch.Tensor,
+                                       y: torch.Tensor, act: str, alpha: float, gain: float, clamp: float | None,
+                                       dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The backward of (dx, db) = bias_act's backward(dy, y), given the gradients ddx and ddb of dx and db, in
+    differentiable torch ops (the kernel's reference): (d dy, d y), d y None where the activation's derivative is
+    piecewise constant in y (linear, relu, lrelu). db = sum of dx over all but `dim`, so ddb reaches every
+    element of its channel: t = ddx + ddb. dx = dy * gain * act'(y / gain), hence
+    d dy = t * gain * act'(y / gain) (bias_act's backward applied to t), and d y = t * dy * gain * act''/gain:
+    tanh' = 1 - a^2 gives -2 a, sigmoid' = a (1 - a) gives 1 - 2 a, with a = y / gain; a clamped output
+    passes nothing either way."""
+    t = wide(ddx) if ddx is not None else None
+    if ddb is not None:
+        t_b = wide(ddb).view((-1,) + (1,) * (y.ndim - 1 - dim % y.ndim))
+        t = t_b.expand(y.shape) if t is None else t + t_b
+    d_dy = bias_act_grad_from_output(t, y, act, alpha, gain, clamp).to(dy.dtype)
+    if act not in SECOND_ORDER_ACTS:
+        return d_dy, None
+    a = wide(y) / gain
+    d_y = t * wide(dy) * (a * -2.0 if act == "tanh" else 1.0 - 2.0 * a)
+    if clamp is not None:
+        d_y = torch.where(y.abs() < clamp, d_y, 0.0)
+    return d_dy, d_y.to(y.dtype)
 
 
 def _sum_except(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -102,6 +131,50 @@ def _(dy, y, b, act, alpha, gain, clamp, dim):
     return empty_like_layout(y), db
 
 
+@torch.library.custom_op("fastgan::bias_act_double_backward", mutates_args=(), device_types=("cpu", "cuda"))
+def _bias_act_double_backward_op(ddx: torch.Tensor | None, ddb: torch.Tensor | None, dy: torch.Tensor,
+                                  y: torch.Tensor, act: str, alpha: float, gain: float, clamp: float | None,
+                                  dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d dy in y's layout and dy's dtype, d y: an empty tensor where the activation has no second derivative);
+    one launch on the Triton path."""
+    if use_triton(y, MIN_NUMEL_BIAS_ACT):
+        from ..kernels import bias_act as kernel
+
+        return kernel.double_backward(ddx, ddb, dy, y, activations.code(act), alpha, gain, clamp, dim,
+                                      act in SECOND_ORDER_ACTS)
+    d_dy, d_y = bias_act_double_backward_reference(ddx, ddb, dy, y, act, alpha, gain, clamp, dim)
+    return new_tensor(d_dy, y, dy, *(t for t in (ddx,) if t is not None)), (y.new_empty(0) if d_y is None
+                                                                              else new_tensor(d_y, y, dy))
+
+
+@_bias_act_double_backward_op.register_fake
+def _(ddx, ddb, dy, y, act, alpha, gain, clamp, dim):
+    return empty_like_layout(y, dy.dtype), (empty_like_layout(y) if act in SECOND_ORDER_ACTS else y.new_empty(0))
+
+
+def _backward_setup(ctx, inputs, output):
+    dy, y, b, act, alpha, gain, clamp, dim = inputs
+    ctx.save_for_backward(dy, y)
+    ctx.args = (act, alpha, gain, clamp, dim)
+    ctx.has_b = b is not None
+
+
+def _backward_backward(ctx, ddx, ddb):
+    dy, y = ctx.saved_tensors
+    ddb = ddb if ctx.has_b else None
+    if ddx is None and ddb is None:
+        return (None,) * 8
+    if torch.is_grad_enabled():  # a third order: autograd differentiates the torch ops
+        d_dy, d_y = bias_act_double_backward_reference(ddx, ddb, dy, y, *ctx.args)
+    else:
+        d_dy, d_y = torch.ops.fastgan.bias_act_double_backward(ddx, ddb, dy, y, *ctx.args)
+        d_y = d_y if ctx.args[0] in SECOND_ORDER_ACTS else None
+    return d_dy, d_y, None, None, None, None, None, None
+
+
+_bias_act_backward_op.register_autograd(_backward_backward, setup_context=_backward_setup)
+
+
 def _bias_act_setup(ctx, inputs, output):
     _, b, act, alpha, gain, clamp, dim = inputs
     ctx.save_for_backward(output, b)
@@ -111,13 +184,9 @@ def _bias_act_setup(ctx, inputs, output):
 
 def _bias_act_backward(ctx, dy):
     y, b = ctx.saved_tensors
-    if torch.is_grad_enabled():
-        dx = bias_act_grad_from_output(dy, y, *ctx.args)
-        db = None if b is None else _sum_except(dx, ctx.dim).to(b.dtype)
-    else:
-        dx, db = torch.ops.fastgan.bias_act_backward(dy, y, b, *ctx.args, ctx.dim)
-        db = None if b is None else db
-    return dx, db, None, None, None, None, None
+    # Under create_graph the op records its own backward (fastgan::bias_act_double_backward).
+    dx, db = torch.ops.fastgan.bias_act_backward(dy, y, b, *ctx.args, ctx.dim)
+    return dx, (None if b is None else db), None, None, None, None, None
 
 
 _bias_act_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup)
