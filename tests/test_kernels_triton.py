@@ -471,6 +471,42 @@ def test_bias_act_double_backward_is_one_launch_and_equals_the_float64_reference
 
 
 @kernel_test
+def test_r1_r2_penalty_on_the_kernel_path_equals_the_float64_two_pass_form():
+    """R3GAN's D step through bias_act layers on the Triton path, one forward over real and fake together: the
+    pair kernel serves the loss, each layer's double backward is one launch, and loss, R1, R2 and the gradient
+    of loss + gamma / 2 (R1 + R2) w.r.t. D's parameters equal R3GAN's two-pass form on the references in float64."""
+    g = torch.Generator().manual_seed(13)
+    weights = [(torch.randn(8, 3, 3, 3, generator=g) * 0.3).requires_grad_(),
+               (torch.randn(4, 8, 3, 3, generator=g) * 0.3).requires_grad_()]
+    biases = [(torch.randn(8, generator=g) * 0.1).requires_grad_(), (torch.randn(4, generator=g) * 0.1).requires_grad_()]
+    head = (torch.randn(1, 64, generator=g) * 0.1).requires_grad_()
+    params = [*weights, *biases, head]
+
+    def d(x, bias_act=ops.bias_act):
+        for w, b, act, stride in zip(weights, biases, ("lrelu", "tanh"), (1, 2)):
+            x = bias_act(torch.nn.functional.conv2d(x, w.to(x.dtype), stride=stride, padding=1), b.to(x.dtype), act)
+        return x.flatten(1) @ head.to(x.dtype).T
+
+    real, fake = torch.randn(3, 3, 8, 8, generator=g), torch.randn(3, 3, 8, 8, generator=g)
+    result, forward = _count(lambda: losses.r1_r2_penalty(d, real, fake))
+    assert result.one_pass and forward.triton.count("_pair_kernel") == 1, forward.triton
+    objective = result.loss + 0.5 * (result.r1 + result.r2)
+    grads, launches = _count(lambda: torch.autograd.grad(objective, params))
+    assert launches.triton.count("_double_backward_kernel") == 2, launches.triton
+
+    r64, f64 = real.double().requires_grad_(), fake.double().requires_grad_()
+    real_logits, fake_logits = d(r64, reference.bias_act), d(f64, reference.bias_act)
+    (g_real,) = torch.autograd.grad(real_logits.sum(), r64, create_graph=True)
+    (g_fake,) = torch.autograd.grad(fake_logits.sum(), f64, create_graph=True)
+    expected = (reference.d_loss(real_logits, fake_logits, "rpgan"), g_real.square().sum([1, 2, 3]).mean(),
+                g_fake.square().sum([1, 2, 3]).mean())
+    for a, e in zip(result[:3], expected):
+        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-6)
+    for a, e in zip(grads, torch.autograd.grad(expected[0] + 0.5 * (expected[1] + expected[2]), params)):
+        torch.testing.assert_close(a, e.float(), rtol=1e-4, atol=1e-5 * e.abs().max().item())
+
+
+@kernel_test
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_bias_act_kernel_passes_no_gradient_through_clamped_half_precision_outputs(dtype):
     # 0.9 rounds down in float16 and bfloat16, so a clamped output stored in them is below float32 0.9.
