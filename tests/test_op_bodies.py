@@ -349,7 +349,7 @@ def test_bias_act_op_passes_gradcheck_and_gradgradcheck(act, gain):
     assert torch.autograd.gradgradcheck(f, (x, b))
 
 
-@pytest.mark.parametrize("dim, shape", [(0, (4, 3)), (2, (2, 3, 4)), (1, (6, 4))])
+@pytest.mark.parametrize("dim, shape", [(0, (4, 3)), (2, (2, 3, 4)), (1, (6, 4)), (0, (5,))])
 @pytest.mark.parametrize("act", ["lrelu", "tanh"])
 def test_bias_act_ops_broadcast_the_bias_along_dim(dim, shape, act):
     x, b, dy = _bias_act_args(torch.float32, 23, shape, dim)
@@ -370,6 +370,11 @@ def test_bias_act_backward_op_without_bias_returns_an_empty_bias_gradient():
     (gx,) = _grads(reference.bias_act(x64, None, "lrelu", 0.2), (x64,), dy.double())
     assert db.numel() == 0
     _close(dx, gx, torch.float32)
+    # Through the op's autograd formula, plain and create_graph: a gradient for x only.
+    x.requires_grad_(True)
+    for create_graph in (False, True):
+        (dx,) = torch.autograd.grad(ops.bias_act(x, None, "lrelu", 0.2, 1.0, None, 1), x, dy, create_graph=create_graph)
+        _close(dx.detach(), gx, torch.float32)
 
 
 @pytest.mark.parametrize("act", ACTS)
