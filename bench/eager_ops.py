@@ -9,10 +9,15 @@ in one process and interleaved (fastgan, eager, eager, fastgan, ... over --round
   bce_with_logits  fastgan.functional.binary_cross_entropy_with_logits(x, t)  vs F.binary_cross_entropy_with_logits
   d_loss           fastgan.losses.d_loss(r, f, "bce")   vs F.softplus(-r).mean() + F.softplus(f).mean()
   g_loss           fastgan.losses.g_loss(f, "ns")       vs F.softplus(-f).mean()
+  d_loss_rpgan     fastgan.losses.d_loss(r, f, "rpgan") vs F.softplus(f - r).mean()   (r, f paired)
+  g_loss_rpgan     fastgan.losses.g_loss(f, "rpgan", r) vs F.softplus(r - f).mean()
+  r1_r2_penalty    R3GAN's D objective loss + gamma / 2 * (R1 + R2) on a small conv D (no cross-sample layer):
+                   fastgan.losses.r1_r2_penalty (one forward over real and fake, one double backward) vs
+                   R3GAN's two-pass form (two forwards, two double backwards); "backward" is w.r.t. D's parameters
   bias_act         fastgan.ops.bias_act(x, b, "lrelu")  vs F.leaky_relu(x + b[:, None, None], 0.2)
   batch_norm_act   fastgan.ops.batch_norm_act(x, w, b, rm, rv, True)  vs F.relu(F.batch_norm(x, rm, rv, w, b, True))
 
-at 256 to 1M logits, DCGAN-16/32/64 epilogue shapes, and a one-element ("tiny") input whose time is the
+at 256 to 1M logits, DCGAN-16/32/64 epilogue shapes, two image batches for the penalty, and a one-element ("tiny") input whose time is the
 per-call overhead (listed again after the table as a multiple of torch's). Inputs require grad, so the
 forward builds the autograd graph as in training; the backward is torch.autograd.grad of the output (with a
 fixed upstream gradient for the epilogues) w.r.t. every input that requires grad. Times are
@@ -49,6 +54,8 @@ EPILOGUE_SHAPES = [(1, 1, 1, 1),
                    (64, 128, 4, 4), (64, 64, 8, 8), (64, 32, 16, 16), (64, 3, 32, 32),
                    (64, 256, 4, 4), (64, 128, 8, 8), (64, 64, 16, 16), (64, 32, 32, 32), (64, 3, 64, 64)]
 PASSES = ("fwd", "fwd+bwd")
+PENALTY_BATCHES = [(16, 3, 16, 16), (64, 3, 32, 32)]
+GAMMA = 0.1
 
 
 @dataclass
@@ -89,6 +96,13 @@ def cases() -> list[Case]:
             Case("d_loss", _label(n), (real, fake), {"fastgan": losses.d_loss, "eager": baselines.d_loss}),
             Case("g_loss", _label(n), (fake,), {"fastgan": losses.g_loss, "eager": baselines.g_loss}),
         ]
+        paired = (torch.randn(fake.shape, generator=g) * 3).requires_grad_()
+        out += [
+            Case("d_loss_rpgan", _label(n), (paired, fake), {"fastgan": lambda r, f: losses.d_loss(r, f, "rpgan"),
+                                                             "eager": lambda r, f: F.softplus(f - r).mean()}),
+            Case("g_loss_rpgan", _label(n), (paired, fake), {"fastgan": lambda r, f: losses.g_loss(f, "rpgan", r),
+                                                             "eager": lambda r, f: F.softplus(r - f).mean()}),
+        ]
     for shape in EPILOGUE_SHAPES:
         c = shape[1]
         size = "tiny" if shape == (1, 1, 1, 1) else "x".join(map(str, shape))
@@ -104,7 +118,47 @@ def cases() -> list[Case]:
                 "fastgan": lambda x, w, b, s=stats["fastgan"]: ops.batch_norm_act(x, w, b, *s, True),
                 "eager": lambda x, w, b, s=stats["eager"]: F.relu(F.batch_norm(x, *s, w, b, True)),
             }, dy))
+    for shape in PENALTY_BATCHES:
+        out.append(_penalty_case(shape, g))
     return out
+
+
+def _small_d(channels: int, height: int, width: int) -> torch.nn.Module:
+    """Two strided convolutions with bias_act epilogues and a linear head: per-sample, like R3GAN's D."""
+    class Layer(torch.nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False)
+            self.bias = torch.nn.Parameter(torch.zeros(cout))
+
+        def forward(self, x):
+            return ops.bias_act(self.conv(x), self.bias, "lrelu")
+    head = torch.nn.Linear(64 * -(-height // 4) * -(-width // 4), 1)
+    return torch.nn.Sequential(Layer(channels, 32), Layer(32, 64), torch.nn.Flatten(), head)
+
+
+def _two_pass(d, real, fake):
+    """R3GAN's AccumulateDiscriminatorGradients, as a user writes it: D on each batch, one penalty each."""
+    real, fake = real.detach().requires_grad_(True), fake.detach().requires_grad_(True)
+    real_logits, fake_logits = d(real), d(fake)
+    (g_real,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    (g_fake,) = torch.autograd.grad(fake_logits.sum(), fake, create_graph=True)
+    adversarial = F.softplus(-(real_logits - fake_logits)).mean()
+    return adversarial + GAMMA / 2 * (g_real.square().sum([1, 2, 3]).mean() + g_fake.square().sum([1, 2, 3]).mean())
+
+
+def _one_pass(d, real, fake):
+    loss, r1, r2, _ = losses.r1_r2_penalty(d, real, fake)
+    return loss + GAMMA / 2 * (r1 + r2)
+
+
+def _penalty_case(shape, g) -> Case:
+    """The inputs are D's parameters (what the backward differentiates); the images are fixed."""
+    torch.manual_seed(0)
+    d = _small_d(*shape[1:])
+    real, fake = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    return Case("r1_r2_penalty", "x".join(map(str, shape)), tuple(d.parameters()),
+                {"fastgan": lambda *params: _one_pass(d, real, fake), "eager": lambda *params: _two_pass(d, real, fake)})
 
 
 def check(case: Case) -> None:
@@ -119,8 +173,9 @@ def check(case: Case) -> None:
                                    msg=lambda m: f"{case.op} {case.size}: fastgan disagrees with eager: {m}")
 
 
-def time_cases(all_cases: list[Case], rounds: int, min_run_time: float) -> dict[tuple[str, str, str, str], float]:
-    """Median over rounds of blocked_autorange medians (seconds), keyed by (op, size, pass, impl)."""
+def time_cases(all_cases: list[Case], rounds: int,
+               min_run_time: float) -> dict[tuple[str, str, str, str], list[float]]:
+    """Each round's blocked_autorange median (seconds), keyed by (op, size, pass, impl)."""
     samples: dict[tuple[str, str, str, str], list[float]] = {}
     for r in range(rounds):
         order = ("fastgan", "eager") if r % 2 == 0 else ("eager", "fastgan")
@@ -130,29 +185,40 @@ def time_cases(all_cases: list[Case], rounds: int, min_run_time: float) -> dict[
                     timer = benchmark.Timer("run()", globals={"run": case.runner(impl, pass_)})
                     m = timer.blocked_autorange(min_run_time=min_run_time).median
                     samples.setdefault((case.op, case.size, pass_, impl), []).append(m)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return samples
 
 
 def _us(seconds: float) -> str:
     return f"{seconds * 1e6:.1f}" if seconds < 1e-3 else f"{seconds * 1e6:.0f}"
 
 
-def table(all_cases: list[Case], times) -> str:
+def table(all_cases: list[Case], samples) -> str:
+    """Medians over the rounds, and the spread of the fwd+bwd ratio: its lowest and highest over the rounds (each
+    round's fastgan and eager timed next to each other)."""
+    times = medians(samples)
     rows = ["| op | size | fwd fastgan (us) | fwd eager (us) | fwd ratio | fwd+bwd fastgan (us) | "
-            "fwd+bwd eager (us) | fwd+bwd ratio |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
+            "fwd+bwd eager (us) | fwd+bwd ratio | fwd+bwd ratio per round, min-max |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for case in all_cases:
         cells = []
         for pass_ in PASSES:
             f, e = (times[(case.op, case.size, pass_, impl)] for impl in ("fastgan", "eager"))
             cells += [_us(f), _us(e), f"{e / f:.2f}"]
+        per_round = [e / f for f, e in zip(*(samples[(case.op, case.size, "fwd+bwd", impl)]
+                                              for impl in ("fastgan", "eager")))]
+        cells.append(f"{min(per_round):.2f}-{max(per_round):.2f}")
         rows.append(f"| {case.op} | {case.size} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def overhead(all_cases: list[Case], times) -> str:
+def medians(samples) -> dict[tuple[str, str, str, str], float]:
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def overhead(all_cases: list[Case], samples) -> str:
     """Each op's per-call overhead: its time on the one-element input, forward + backward with autograd, against
     torch's equivalent (the issue's target: at most 1.5x torch's)."""
+    times = medians(samples)
     rows = ["", "Per-call overhead (one-element input, forward + backward, autograd recording; times of the table):", ""]
     for case in all_cases:
         if case.size == "tiny":

@@ -203,7 +203,8 @@ _g_loss_op.register_autograd(_g_backward, setup_context=_g_setup)
 
 class _BCEMeansOnePass(torch.autograd.Function):
     """sum over i of mean(bce(logits_i, targets[i])), each target one value: d_loss's bce (real logits against
-    1 - label_smoothing, fake against 0) and g_loss's ns (fake against 1) on float32 CPU logits, each mean and
+    1 - label_smoothing, fake against 0), g_loss's ns (fake against 1) and rpgan (the pairs' differences
+    fake - real against 0, softplus(fake - real) being their bce) on float32 CPU logits, each mean and
     its gradient in one pass of fastgan.fused._cpu_losses (fastgan.fused.bce_with_logits._BCEOnePass explains the
     formula, and why the tensors are ctx attributes). The backward scales the kept gradients; a create_graph
     backward computes them anew in torch ops.
@@ -429,6 +430,8 @@ def r1_r2_penalty(discriminator, real_images: torch.Tensor, fake_images: torch.T
     a training-mode batch norm for one, the batch statistics of the joint batch would differ from those of
     each batch alone, so the exact two-pass form runs instead: D(real) and D(fake) apart, then one backward
     for both. one_pass=None chooses so; True or False forces a form. The returned one_pass says which ran.
+    The one pass saves per-op overhead (and GPU launches); on the CPU, where the joint batch's activations
+    outgrow the cache, two passes can be faster (bench.eager_ops, r1_r2_penalty rows): one_pass=False.
     labels: a conditional D's class of each pair (both of its samples), passed to D after the images.
     """
     if real_images.shape != fake_images.shape:
