@@ -96,6 +96,16 @@ def test_compiled_loss_and_bias_act_have_no_graph_breaks():
     torch.testing.assert_close(compiled(x, b, fake), reference.g_loss(reference.bias_act(x, b).sum(1, keepdim=True)))
 
 
+def test_compiled_rpgan_losses_have_no_graph_breaks():
+    def step(real, fake):
+        return losses.d_loss(real, fake, "rpgan") + losses.g_loss(fake, "rpgan", real)
+
+    real, fake = torch.randn(6, 1), torch.randn(6, 1)
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    expected = reference.d_loss(real, fake, "rpgan") + reference.g_loss(fake, "rpgan", real)
+    torch.testing.assert_close(compiled(real, fake), expected)
+
+
 def test_compiled_batch_norm_act_updates_running_stats_without_graph_breaks():
     layer = BatchNormAct(3, act="lrelu", alpha=0.2)
     ref = torch.nn.BatchNorm2d(3)
