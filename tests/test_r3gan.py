@@ -142,3 +142,12 @@ def test_a_conditional_d_takes_each_pairs_label_in_both_forms_of_the_penalties()
         torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
     other = losses.r1_r2_penalty(d, real, fake, labels=torch.tensor([1, 1, 1, 1]))
     assert not torch.allclose(other.loss, one.loss)  # the labels reach D
+
+
+def test_gamma_zero_skips_the_penalties_and_keeps_rpgan():
+    torch.manual_seed(0)
+    d = R3GANDiscriminator(1, (16, 16), (4, 4), (1, 1))
+    real, fake = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
+    loss, stats = r3gan_d_loss(d, real, fake, 0.0)
+    assert set(stats) == {"d_loss"}
+    torch.testing.assert_close(loss, F.softplus(-(d(real) - d(fake))).mean())

@@ -107,7 +107,13 @@ def r3gan_d_loss(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tenso
                  cond: tuple = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """D's loss, RpGAN's softplus(-(D(real) - D(fake))) + gamma / 2 (R1 + R2) averaged over pairs, and its
     statistics. fastgan.losses.r1_r2_penalty gives both penalties and the loss from one D forward over real and
-    generated samples together and one double backward: exact, as R3GAN's D mixes no samples."""
+    generated samples together and one double backward: exact, as R3GAN's D mixes no samples. With gamma 0 the
+    penalties are not computed (no double backward): RpGAN alone, the unregularised step."""
+    if gamma == 0:
+        both = torch.cat([real, fake]).detach()
+        logits = discriminator(both, *(torch.cat([c, c]) for c in cond))
+        loss = losses.d_loss(*logits.chunk(2), "rpgan")
+        return loss, {"d_loss": loss.detach()}
     result = losses.r1_r2_penalty(discriminator, real, fake, "rpgan", labels=cond[0] if cond else None)
     loss = result.loss + gamma / 2 * (result.r1 + result.r2)
     return loss, {"d_loss": result.loss.detach(), "r1": result.r1.detach(), "r2": result.r2.detach()}
