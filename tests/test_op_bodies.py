@@ -315,8 +315,8 @@ def test_bias_act_ops_equal_the_reference_and_its_autograd(act, gain, clamp, dty
 @pytest.mark.parametrize("clamp", CLAMPS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_bias_act_op_backward_plain_and_create_graph_equal_the_reference_to_second_order(act, gain, clamp, dtype):
-    # A plain backward runs fastgan::bias_act_backward; create_graph runs bias_act_grad_from_output in torch ops,
-    # which autograd differentiates again (R1 through a discriminator built from bias_act).
+    # The op's autograd formula, plain and with create_graph, whose result autograd differentiates again (R1
+    # through a discriminator built from bias_act).
     x, b, dy = _bias_act_args(dtype, 21)
     x.requires_grad_(True)
     b.requires_grad_(True)
