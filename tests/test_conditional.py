@@ -275,7 +275,7 @@ def test_conditional_resume_is_bit_identical(tmp_path, model, extra):
 
 
 def test_conditional_options_fail_with_the_fix(tmp_path):
-    with pytest.raises(ValueError, match="conditional: is an option of dcgan, resnet, mlp, not of model vae"):
+    with pytest.raises(ValueError, match="conditional: is an option of dcgan, resnet, r3gan, mlp, not of model vae"):
         TrainConfig(model="vae", conditional=True)
     with pytest.raises(ValueError, match="--conditional needs class labels and ring8 has none"):
         train(small(tmp_path, model="mlp", dataset="ring8", steps=1))
@@ -304,7 +304,7 @@ def test_num_classes_may_exceed_the_labels_present(tmp_path):
 def test_cli_conditional_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--conditional", "--model", "vae", "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "conditional: is an option of dcgan, resnet, mlp" in err
+    assert err.count("\n") == 1 and "conditional: is an option of dcgan, resnet, r3gan, mlp" in err
     assert main(["train", "--conditional", "--model", "mlp", "--dataset", "ring8", "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--conditional needs class labels and ring8 has none" in err

@@ -21,8 +21,9 @@ def test_fused_layer_faces_export_the_fused_modules_functions():
     assert fg.losses.g_loss is gan_loss.g_loss
     assert fg.losses.r1_penalty is gan_loss.r1_penalty
     assert fg.losses.gradient_penalty is gan_loss.gradient_penalty
-    assert fg.losses.D_LOSS_KINDS == ("bce", "hinge", "lsgan", "wgan")
-    assert fg.losses.G_LOSS_KINDS == ("ns", "saturating", "hinge", "lsgan", "wgan")
+    assert fg.losses.r1_r2_penalty is gan_loss.r1_r2_penalty
+    assert fg.losses.D_LOSS_KINDS == ("bce", "hinge", "lsgan", "wgan", "rpgan")
+    assert fg.losses.G_LOSS_KINDS == ("ns", "saturating", "hinge", "lsgan", "wgan", "rpgan")
     assert fg.ops.bias_act is bias_act.bias_act
     assert fg.ops.batch_norm_act is batch_norm_act.batch_norm_act
     assert issubclass(fg.nn.BCEWithLogitsLoss, torch.nn.Module)

@@ -145,3 +145,13 @@ def test_the_loss_kind_is_served_from_the_same_logits():
 def test_mismatched_batches_are_refused_by_name():
     with pytest.raises(ValueError, match=r"^r1_r2_penalty: real \(4, 3\) and fake \(5, 3\) shapes differ"):
         losses.r1_r2_penalty(lambda x: x.sum(1), torch.randn(4, 3), torch.randn(5, 3))
+
+
+def test_a_d_with_minibatch_std_takes_the_two_pass_form():
+    from fastgan.nn import MinibatchStd
+
+    d = torch.nn.Sequential(MinibatchStd(group_size=2), torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 1),
+                            torch.nn.Flatten(0)).double()
+    assert losses.mixes_samples(d)
+    real, fake = torch.randn(4, 1, 4, 4, dtype=torch.float64), torch.randn(4, 1, 4, 4, dtype=torch.float64)
+    assert not losses.r1_r2_penalty(d, real, fake).one_pass

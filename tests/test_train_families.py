@@ -266,7 +266,7 @@ def test_npy_length_must_match_seq_len(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(model="rgan"), r"holds images, which model rgan does not train on \(it trains on sequences\); models for images: dcgan, resnet, mlp, vae, vaegan"),
+    (dict(model="rgan"), r"holds images, which model rgan does not train on \(it trains on sequences\); models for images: dcgan, resnet, r3gan, mlp, vae, vaegan"),
     (dict(model="rvae", dataset="oracle"), r"holds tokens, which model rvae does not train on \(it trains on sequences\)"),
     (dict(model="seqgan", dataset="sines"), r"holds sequences, which model seqgan does not train on \(it trains on tokens\)"),
     (dict(model="dcgan", dataset="sines"), "holds sequences, which model dcgan does not train on"),
@@ -276,10 +276,10 @@ def test_npy_length_must_match_seq_len(tmp_path):
     (dict(model="vaegan", g_loss="hinge"), "g_loss: must be ns or saturating"),
     (dict(model="seqgan", dataset="oracle", d_loss="lsgan"), "d_loss: must be bce for model seqgan"),
     (dict(model="rgan", dataset="sines", hflip=True), "hflip: flips images"),
-    (dict(model="vae", compile=True), "compile: is an option of dcgan, resnet, mlp, not of model vae"),
+    (dict(model="vae", compile=True), "compile: is an option of dcgan, resnet, r3gan, mlp, not of model vae"),
     (dict(model="rgan", dataset="sines", r1_gamma=1.0), "r1_gamma: is a setting of dcgan, resnet, mlp, not of model rgan"),
     (dict(dataset="cifar"), "dataset: unknown dataset 'cifar': use a built-in one"),
-    (dict(model="gan"), "model: must be one of dcgan, resnet, mlp, vae, vaegan, rgan, rvae, timegan, seqgan"),
+    (dict(model="gan"), "model: must be one of dcgan, resnet, r3gan, mlp, vae, vaegan, rgan, rvae, timegan, seqgan"),
     (dict(model="vae", vae_likelihood="poisson"), "vae_likelihood: must be one of auto, bernoulli, gaussian"),
     (dict(model="seqgan", dataset="oracle", seqgan_discriminator="gru"), "seqgan_discriminator: must be one of lstm, cnn"),
     (dict(model="rvae", dataset="sines", vae_sigma=0.0), "vae_sigma: must be > 0"),

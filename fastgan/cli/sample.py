@@ -28,27 +28,23 @@ def add_arguments(parser) -> None:
 MAX_SAMPLES = 65536
 #: the most pixels of a PNG of samples: PIL's decompression-bomb limit, above which PIL warns on opening the file
 MAX_PIXELS = 89_478_485
-#: the smallest panel of a grid, in pixels: images are scaled up to at least 64 px; sequence panels are 164 x 84
-PANEL_PIXELS = {"images": 64 * 64, "sequences": 164 * 84}
 SIGNATURES = {".png": ("a PNG image", lambda head: head.startswith(b"\x89PNG\r\n\x1a\n")),
               ".npy": ("a .npy array", lambda head: head.startswith(b"\x93NUMPY")),
               ".txt": ("a text file of token ids", lambda head: not head.strip(b"0123456789 \n"))}
 
 
-def _check_outputs(args, kind: str) -> None:
+def _check_outputs(args, kind) -> None:
     """Before any sample is drawn: --n fits a grid PNG that can be opened, and every output file is new or of the
     kind it holds, and none is the checkpoint read."""
     from pathlib import Path
 
     from ..atomic import check_replaceable
-    from ..train.samples import SAMPLE_SUFFIX
 
-    per_panel = PANEL_PIXELS.get(kind)
+    per_panel = kind.panel_pixels  # the fewest pixels of a sample in a grid (images are scaled up to 64 px)
     if per_panel and args.n > MAX_PIXELS // per_panel:
-        raise ValueError(f"--n must be at most {MAX_PIXELS // per_panel:,} for {kind}: a PNG grid of {args.n:,} "
-                         f"{kind} is over PIL's {MAX_PIXELS:,}-pixel limit")
-    out = Path(args.out).with_suffix(SAMPLE_SUFFIX[kind])
-    outputs = [out, out.with_suffix(".npy")] if kind == "sequences" else [out]
+        raise ValueError(f"--n must be at most {MAX_PIXELS // per_panel:,} for {kind.name}: a PNG grid of "
+                         f"{args.n:,} {kind.name} is over PIL's {MAX_PIXELS:,}-pixel limit")
+    outputs = [Path(args.out).with_suffix(suffix) for suffix in kind.suffixes]
     ckpt = Path(args.ckpt)
     inputs = [ckpt / "checkpoint.pt", ckpt / "checkpoint.prev.pt"] if ckpt.is_dir() else [ckpt]
     for path in outputs:
@@ -57,12 +53,10 @@ def _check_outputs(args, kind: str) -> None:
 
 
 def run(args) -> None:
-    from ..data import dataset_kind, load_toy
     from ..train import load_generator
-    from ..train.families import family
-    from ..train.samples import write_samples
-
     from ..train.config import MAX_SEED
+    from ..train.families import family
+    from ..train.kinds import data_kind
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1; got {args.n}")
@@ -71,7 +65,7 @@ def run(args) -> None:
     if not 0 <= args.seed <= MAX_SEED:
         raise ValueError(f"--seed must be between 0 and 2**63 - 1; got {args.seed}")
     generator, config, step = load_generator(args.ckpt, ema=not args.no_ema, device=args.device)
-    kind = dataset_kind(config.dataset)
+    kind = data_kind(config.dataset)
     _check_outputs(args, kind)
     trainer = family(config.model).trainer
     if config.conditional:
@@ -87,12 +81,12 @@ def run(args) -> None:
         else:
             raise ValueError(f"--class {args.label}: the run has classes 0 to {config.num_classes - 1}")
         samples = trainer.draw_samples(generator, config, len(labels), args.seed, args.device, labels)
-        written = write_samples(samples, kind, args.out, nrow=nrow)
+        written = kind.write(samples, args.out, nrow=nrow)
         print(f"wrote {what} of step {step} to {' and '.join(map(str, written))}")
         return
     if args.label is not None:
         raise ValueError(f"--class {args.label}: {args.ckpt} is not a conditional run (trained without --conditional)")
     samples = trainer.draw_samples(generator, config, args.n, args.seed, args.device)
-    centers = load_toy(config.dataset).centers if kind == "points" else None
-    written = write_samples(samples, kind, args.out, centers, values=True)
+    centers = kind.centers(config.dataset) if kind.centers else None
+    written = kind.write(samples, args.out, centers, values=True)
     print(f"wrote {args.n} samples of step {step} to {' and '.join(map(str, written))}")

@@ -43,6 +43,9 @@ class MinibatchStd(nn.Module):
     """
 
     EPS = 1e-8
+    #: its output for one sample depends on others in its batch (fastgan.losses.mixes_samples: the penalties of
+    #: a D with this layer take the exact two-pass form)
+    cross_sample = True
 
     def __init__(self, group_size: int = 4, num_channels: int = 1):
         super().__init__()

@@ -19,14 +19,12 @@ import torch
 from torch import nn
 
 from .ema import EMA
-from .real_data import open_real_data
-from .samples import write_samples
+from .kinds import data_kind
 
 if TYPE_CHECKING:
     from .config import TrainConfig
 
 SAMPLES = "samples"  # run_dir/samples.png (or .txt): the latest samples; run_dir/samples/: one per sample step
-POINTS_PER_SCATTER = 2000
 DEVICE_TYPES = ("cpu", "cuda")
 #: |loss| above which an update is taken for a diverged one and warned about (once per network): a GAN, VAE
 #: or sequence loss of a working run is far below it (BCE of a logit l is about |l|, so this is |logit| ~ 1e6;
@@ -138,12 +136,14 @@ class BaseTrainer:
         self.skipped_updates = 0
         self.diverged_warned: set[str] = set()  # networks already warned about with a DivergenceWarning
         self._said_eager = False  # the --compile notice is printed once
+        self.kind = data_kind(config.dataset)  # what the run trains on: fastgan.train.kinds
         self.data = self.open_data()
         self.data_shape = tuple(self.data.shape)
 
     def open_data(self):
-        """The run's real data (fastgan.train.real_data): read from config.dataset unless a family makes its own."""
-        return open_real_data(self.config, self.dist, self.device)
+        """The run's real data (fastgan.train.real_data): read from config.dataset by its kind's reader unless a
+        family makes its own."""
+        return self.kind.reader(self.config, self.dist, self.device)
 
     # -- building -----------------------------------------------------------------------------
 
@@ -351,14 +351,13 @@ class BaseTrainer:
     def write_samples(self, run_dir: Path) -> None:
         """The latest samples at run_dir/samples.png (.txt for tokens) and, but for points, a copy per step in
         run_dir/samples/. Drawn from the same seed every time, so successive files show training's progress."""
-        kind = self.data.kind
-        samples = self.generate(POINTS_PER_SCATTER if kind == "points" else self.config.n_samples,
-                                self.config.seed + 1)
+        kind = self.kind
+        samples = self.generate(kind.grid_samples or self.config.n_samples, self.config.seed + 1)
         centers = getattr(self.data, "centers", None)
-        write_samples(samples, kind, run_dir / SAMPLES, centers)
-        if kind != "points":
+        kind.write(samples, run_dir / SAMPLES, centers)
+        if kind.history:
             (run_dir / SAMPLES).mkdir(exist_ok=True)
-            write_samples(samples, kind, run_dir / SAMPLES / f"step{self.step:07d}", centers)
+            kind.write(samples, run_dir / SAMPLES / f"step{self.step:07d}", centers)
 
     def evaluate(self, n: int | None = None, seed: int | None = None, **options) -> dict[str, float]:
         """The default metrics of n (default config.eval_n) samples of the sampling network, drawn with seed
@@ -372,7 +371,7 @@ class BaseTrainer:
         cfg = self.config
         n = cfg.eval_n if n is None else n
         seed = cfg.seed if seed is None else seed
-        if self.data.kind == "sequences":
+        if not self.kind.feature_metrics:  # sequences (a family of tokens scores them itself)
             if options:
                 raise ValueError(f"{', '.join(options)}: a {cfg.model} run is scored with its own metrics "
                                  f"(sequence_metrics on the data it was trained on)")

@@ -16,6 +16,7 @@ from ..atomic import require_regular_file
 from ..data import dataset_kind
 from ..losses import D_LOSS_KINDS, G_LOSS_KINDS
 from .base import check_device
+from .kinds import data_kind
 from .families import FAMILIES, MODELS, OPTIONAL_FIELDS, family
 from .families.settings import check_settings, setting
 
@@ -162,7 +163,7 @@ class TrainConfig:
         for name, (values, why) in declared.fixed.items():
             if getattr(self, name) not in values:
                 bad(name, f"must be {' or '.join(map(str, values))} for model {self.model}: {why}")
-        if self.hflip and kind != "images":
+        if self.hflip and not data_kind(self.dataset).flips:
             bad("hflip", f"flips images; {self.dataset} holds {kind}")
         if self.num_classes < 0 or (self.num_classes and not self.conditional):
             bad("num_classes", "must be >= 0, and applies to conditional runs only (--conditional)")

@@ -21,9 +21,9 @@ def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 25
     token runs are scored with their family's own metrics on the data they were trained on (rebuilt
     from the run's seed); `seed` draws the samples.
     """
-    from .. import data
     from ..metrics import evaluate_generator
     from .config import MAX_SEED
+    from .kinds import data_kind
 
     for name, value in (("n", n), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -31,7 +31,7 @@ def evaluate_checkpoint(ckpt, metrics=None, n: int = 10000, batch_size: int = 25
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"evaluate_checkpoint: seed must be a whole number between 0 and 2**63 - 1; got {seed!r}")
     generator, config, step = load_generator(ckpt, ema=True, device=device)
-    if data.dataset_kind(config.dataset) in ("images", "points"):
+    if data_kind(config.dataset).feature_metrics:
         result = evaluate_generator(generator, config.dataset if dataset is None else dataset, config.resolution,
                                     config.z_dim, metrics, n, batch_size, device, seed, extractor,
                                     num_classes=config.num_classes if config.conditional else 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import (ArrayDataset, Loader, PackedDataset, SequenceLoader, dataset_kind, load_image_dataset,
+from ..data import (ArrayDataset, Loader, PackedDataset, SequenceLoader, load_image_dataset,
                     load_sequences, load_toy, sines, timegan_sines)
 
 SINES_LENGTH = 30  # RCGAN's sine waves have 30 steps (Esteban et al. 2017, sec. 4.1)
@@ -18,8 +18,6 @@ TIMEGAN_SINES_LENGTH, TIMEGAN_SINES_FEATURES = 24, 5  # TimeGAN's sines (Yoon et
 
 class ImageData:
     """A built-in image dataset or a .fgd file, read by fastgan.data.Loader (this process's shard)."""
-
-    kind = "images"
 
     def __init__(self, config, dist, device):
         if config.dataset.endswith(".fgd"):
@@ -57,7 +55,6 @@ class PointData:
     """A toy 2D Gaussian mixture (ring8, grid25): fresh points every batch from the loop's generator, whose
     state the checkpoint keeps."""
 
-    kind = "points"
     shape = (2,)
 
     def __init__(self, config, dist, device):
@@ -74,8 +71,6 @@ class SequenceData:
     """Continuous sequences (N, T, F): the built-in sines (RCGAN's) or sines-timegan (TimeGAN's), or a user's .npy
     array (any real multivariate series cut into windows of equal length, e.g. TimeGAN's stock and energy sets,
     scaled to the generator's output range)."""
-
-    kind = "sequences"
 
     def __init__(self, config, dist, device):
         if config.dataset == "sines":
@@ -108,8 +103,6 @@ class SequenceData:
 class TokenData:
     """Token sequences (N, T) that a family made itself (SeqGAN's oracle samples)."""
 
-    kind = "tokens"
-
     def __init__(self, tokens: torch.Tensor, config, dist, device):
         self.tokens = tokens
         self.shape = (tokens.shape[1],)
@@ -118,11 +111,3 @@ class TokenData:
 
     def batches(self, trainer):
         return self.loader.batches(trainer.batches_seen)
-
-
-READERS = {"images": ImageData, "points": PointData, "sequences": SequenceData}
-
-
-def open_real_data(config, dist, device):
-    """The real data of config.dataset for this process (tokens are made by their family, not read)."""
-    return READERS[dataset_kind(config.dataset)](config, dist, device)

@@ -440,7 +440,7 @@ class RunFolder:
 
     def add_samples(self, board, trainer) -> None:
         """The sample grid just written, as an image of the run's TensorBoard events (image data only)."""
-        if trainer.data.kind == "images":
+        if trainer.kind.board_images:
             import io
 
             import numpy as np

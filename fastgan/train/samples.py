@@ -1,5 +1,6 @@
 """Samples written to files, one format per kind of sample: a PNG grid of images, a scatter plot of 2D
-points, line plots of sequences (with their values as .npy on request), or token sequences as text."""
+points, line plots of sequences (their values as .npy: npy_bytes), or token sequences as text. Which kind takes
+which format is its record's (fastgan.train.kinds)."""
 from __future__ import annotations
 
 import io
@@ -120,34 +121,7 @@ def save_token_text(tokens: torch.Tensor, path: str | Path) -> None:
     atomic_write_bytes(Path(path), "".join(lines).encode())
 
 
-#: the file suffix of each kind's samples
-SAMPLE_SUFFIX = {"images": ".png", "points": ".png", "sequences": ".png", "tokens": ".txt"}
-
-
-def write_samples(samples: torch.Tensor, kind: str, path: str | Path, centers: torch.Tensor | None = None,
-                  values: bool = False, nrow: int | None = None) -> list[Path]:
-    """Write samples of `kind` to path (its suffix replaced by the kind's); returns the files written.
-
-    centers: the mixture centres drawn over 2D points. values: sequences also go, as float32 (N, T, F),
-    to the .npy of the same name. nrow: images per row of an image grid (default: a square).
-    """
-    path = Path(path).with_suffix(SAMPLE_SUFFIX[kind])
-    written = [path]
-    if kind == "images":
-        save_image_grid(samples, path, nrow)
-    elif kind == "points":
-        save_scatter(samples, path, centers)
-    elif kind == "sequences":
-        save_sequence_plots(samples, path)
-        if values:
-            written.append(path.with_suffix(".npy"))
-            atomic_write_bytes(written[1], _npy_bytes(samples.detach().float().cpu().numpy()))
-    else:
-        save_token_text(samples, path)
-    return written
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
+def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()

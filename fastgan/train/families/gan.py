@@ -14,7 +14,7 @@ from ... import losses
 from ...models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ...nn import DIFF_AUGMENT_POLICIES, diff_augment, instance_noise, instance_noise_std
 from ..base import SAMPLES, BaseTrainer
-from ..samples import write_samples
+from ..kinds import IMAGES
 from .family import Family
 from .settings import setting
 
@@ -250,9 +250,10 @@ class GANTrainer(BaseTrainer):
                                                                                     labels.split(1000))])
 
     def write_samples(self, run_dir: Path) -> None:
-        """BaseTrainer.write_samples; a conditional image run's grids have one class per row."""
+        """BaseTrainer.write_samples; a conditional run's grids (of images: only they have labels) have one class
+        per row."""
         cfg = self.config
-        if not (cfg.conditional and self.data.kind == "images"):
+        if not cfg.conditional:
             return super().write_samples(run_dir)
         labels = grid_labels(cfg.n_samples, cfg.num_classes)
         g = self.sampler()
@@ -263,9 +264,9 @@ class GANTrainer(BaseTrainer):
         finally:
             g.train(was_training)
         columns = len(labels) // cfg.num_classes
-        write_samples(samples, "images", run_dir / SAMPLES, nrow=columns)
+        IMAGES.write(samples, run_dir / SAMPLES, nrow=columns)
         (run_dir / SAMPLES).mkdir(exist_ok=True)
-        write_samples(samples, "images", run_dir / SAMPLES / f"step{self.step:07d}", nrow=columns)
+        IMAGES.write(samples, run_dir / SAMPLES / f"step{self.step:07d}", nrow=columns)
 
     def evaluate(self, n: int | None = None, seed: int | None = None, **options) -> dict[str, float]:
         """BaseTrainer.evaluate; a conditional run's also reports class_accuracy where a classifier of its

@@ -15,6 +15,7 @@ from ...models import VAE, VRAE
 from ...models.recurrent import OUTPUT_ACTS
 from ...models.vae import LIKELIHOODS
 from ..base import BaseTrainer
+from ..kinds import IMAGES, SEQUENCES, DataKind
 from .family import Family
 from .sequences import SequenceSettings, SinesSettings
 from .settings import setting
@@ -53,11 +54,12 @@ class RVAEOutput:
                                           "samples of data in [0, 1] inside it", OUTPUT_ACTS)
 
 
-def vae_likelihood(config, kind: str) -> str:
-    """config.vae_likelihood with "auto" resolved: bernoulli for images, gaussian for sequences."""
+def vae_likelihood(config, kind: DataKind) -> str:
+    """config.vae_likelihood with "auto" resolved by the kind of data: bernoulli for images, gaussian for
+    sequences."""
     if config.vae_likelihood != "auto":
         return config.vae_likelihood
-    return "bernoulli" if kind == "images" else "gaussian"
+    return kind.vae_likelihood
 
 
 class ImageVAE(nn.Module):
@@ -71,7 +73,7 @@ class ImageVAE(nn.Module):
         c, h, w = data_shape
         if h != w:
             raise ValueError(f"model vae needs square images; the dataset has {h}x{w}")
-        self.vae = VAE(config.z_dim, h, c, config.vae_width, vae_likelihood(config, "images"), config.vae_beta,
+        self.vae = VAE(config.z_dim, h, c, config.vae_width, vae_likelihood(config, IMAGES), config.vae_beta,
                        config.vae_sigma)
 
     def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None,
@@ -88,7 +90,7 @@ class SequenceVAE(nn.Module):
     def __init__(self, config, data_shape: tuple[int, ...]):
         super().__init__()
         self.length, features = data_shape
-        self.vrae = VRAE(features, config.seq_hidden, config.z_dim, vae_likelihood(config, "sequences"),
+        self.vrae = VRAE(features, config.seq_hidden, config.z_dim, vae_likelihood(config, SEQUENCES),
                          config.vae_sigma, config.vae_beta, config.rvae_out_act)
 
     def elbo_terms(self, x: torch.Tensor, generator: torch.Generator | None = None,
@@ -106,7 +108,7 @@ class VAETrainer(BaseTrainer):
 
     def __init__(self, config, dist=None):
         super().__init__(config, dist)
-        if vae_likelihood(config, self.data.kind) == "bernoulli" and self.data.kind == "sequences":
+        if vae_likelihood(config, self.kind) == "bernoulli" and self.kind is SEQUENCES:
             low, high = float(self.data.array.min()), float(self.data.array.max())
             if low < 0 or high > 1:
                 raise ValueError(f"{config.dataset}: values span [{low:.4g}, {high:.4g}]; the bernoulli likelihood "
