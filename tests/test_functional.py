@@ -13,13 +13,17 @@ TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-
 
 
 def _both(x, t, **kw):
-    """(fastgan loss, grad), (torch loss, grad) for the same inputs."""
+    """(fastgan loss, grad), (torch loss, grad) for the same inputs. torch's side is computed in float64 and
+    rounded to the inputs' dtype: the oracle is the exact value, not torch's float32 rounding of it (which,
+    summed over a thousand terms or where its formula cancels, strays beyond float32's tolerance)."""
     out = []
-    for fn in (fg.functional.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits):
-        xi = x.detach().clone().requires_grad_(True)
-        loss = fn(xi, t, **kw)
+    for fn, dtype in ((fg.functional.binary_cross_entropy_with_logits, None),
+                      (F.binary_cross_entropy_with_logits, torch.float64)):
+        cast = (lambda v: v) if dtype is None else (lambda v: None if v is None else v.to(dtype))
+        xi = cast(x.detach().clone()).requires_grad_(True)
+        loss = fn(xi, cast(t), **{k: cast(v) if isinstance(v, torch.Tensor) else v for k, v in kw.items()})
         (grad,) = torch.autograd.grad(loss.sum(), xi) if loss.numel() else (torch.zeros_like(xi),)
-        out.append((loss.detach(), grad))
+        out.append((loss.detach().to(x.dtype), grad.to(x.dtype)))
     return out
 
 
