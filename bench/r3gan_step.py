@@ -5,11 +5,12 @@
 
 Both sides build the same networks (fastgan.train.families.r3gan.build_r3gan, the preset of --resolution) from
 the same seed and train on the built-in digits. The plain side is brownvc/R3GAN's step written out in plain
-PyTorch (R3GAN/Trainer.py): D on the real and the generated batch in two forwards, R1 and R2 from two
-autograd.grad calls with create_graph, F.softplus for RpGAN, Adam(lr, (0, 0.9), eps 1e-8), then G on fresh noise
-and a real batch; batches from a shuffling torch DataLoader. fastgan's side is `fastgan train --model r3gan`'s
-step (its trainer's train_step: one D forward over both batches and one double backward for R1 + R2, the fused
-RpGAN loss and bias_act, EMA, schedules, non-finite guard), and, apart, the same step without the penalties
+PyTorch (R3GAN/Trainer.py, training/training_loop.py): the cosine schedules set on Adam(lr, (0, beta2), eps
+1e-8), D on the real and the generated batch in two forwards, R1 and R2 from two autograd.grad calls with
+create_graph, F.softplus for RpGAN, then G on fresh noise and a real batch, then G's EMA; batches from a
+shuffling torch DataLoader. fastgan's side is `fastgan train --model r3gan`'s
+step (its trainer's train_step: fastgan.losses.r1_r2_penalty, the fused RpGAN loss and bias_act, EMA,
+schedules, non-finite guard), and, apart, the same step without the penalties
 (--r3gan-gamma 0 --r3gan-gamma-final 0: no double backward), which gives the regularised / unregularised
 cost. The sides take turns over --rounds rounds of --iters timed steps (after --warmup untimed ones); the table
 gives the median and range of ms/step and the ratios. Writes bench/results/r3gan-step-<device>-<date>.md.
@@ -17,6 +18,7 @@ gives the median and range of ms/step and the ratios. Writes bench/results/r3gan
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import os
 import platform
@@ -31,11 +33,12 @@ from bench.train_step import FastganStep, _time, device_name
 from fastgan.backend import backend
 from fastgan.data import load_image_dataset
 from fastgan.train import TrainConfig
-from fastgan.train.families.r3gan import build_r3gan
+from fastgan.train.families.r3gan import build_r3gan, cosine_decay_with_warmup
 
 
 class PlainR3GAN:
-    """brownvc/R3GAN's AdversarialTraining step (R3GAN/Trainer.py) on fastgan's R3GAN networks."""
+    """brownvc/R3GAN's step on fastgan's R3GAN networks: AdversarialTraining (R3GAN/Trainer.py) for the losses,
+    and from training/training_loop.py the schedules set on Adam before each update and G's EMA after it."""
 
     def __init__(self, config: TrainConfig, gamma: float):
         torch.manual_seed(config.seed)
@@ -51,6 +54,8 @@ class PlainR3GAN:
                                                   shuffle=True, drop_last=True)
         self.batch_size, self.z_dim, self.gamma = config.batch_size, config.z_dim, gamma
         self.batches = self._endless()
+        self.config, self.nimg = config, 0
+        self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False)
 
     def _endless(self):
         while True:
@@ -63,6 +68,14 @@ class PlainR3GAN:
         return gradient.square().sum([1, 2, 3])
 
     def train_step(self) -> None:
+        cfg, total = self.config, self.config.r3gan_decay_kimg * 1000
+        lr = cosine_decay_with_warmup(self.nimg, cfg.lr_g, cfg.r3gan_lr_final, total)
+        beta2 = cosine_decay_with_warmup(self.nimg, cfg.beta2, cfg.r3gan_beta2_final, total)
+        self.gamma = cosine_decay_with_warmup(self.nimg, cfg.r3gan_gamma, cfg.r3gan_gamma_final, total)
+        ema_nimg = cosine_decay_with_warmup(self.nimg, 0.0, total / 4, total)
+        for opt in (self.opt_d, self.opt_g):
+            for group in opt.param_groups:
+                group["lr"], group["betas"] = lr, (0.0, beta2)
         # D (AccumulateDiscriminatorGradients)
         self.opt_d.zero_grad(set_to_none=True)
         real = next(self.batches).detach().requires_grad_(True)
@@ -81,6 +94,12 @@ class PlainR3GAN:
         loss = F.softplus(-(self.d(fake) - self.d(real)))
         loss.mean().backward(inputs=list(self.g.parameters()))
         self.opt_g.step()
+        # G's EMA (training_loop.py)
+        beta = 0.5 ** (self.batch_size / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(self.g_ema.parameters(), self.g.parameters()):
+                p_ema.copy_(p.lerp(p_ema, beta))
+        self.nimg += self.batch_size
 
 
 def main(argv=None) -> None:

@@ -47,10 +47,12 @@ def lowpass_kernel(taps=RESAMPLING_FILTER) -> torch.Tensor:
 class Conv(nn.Module):
     """A bias-free convolution with R3GAN's initialisation."""
 
-    def __init__(self, c_in: int, c_out: int, kernel_size: int, groups: int = 1, gain: float = 1.0):
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, groups: int = 1, gain: float = 1.0,
+                 padding: int | None = None):
         super().__init__()
         self.weight = nn.Parameter(msr_init_(torch.empty(c_out, c_in // groups, kernel_size, kernel_size), gain))
-        self.groups, self.padding = groups, (kernel_size - 1) // 2
+        self.groups = groups
+        self.padding = (kernel_size - 1) // 2 if padding is None else padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight.to(x.dtype), padding=self.padding, groups=self.groups)
@@ -161,8 +163,9 @@ class R3GANDiscriminator(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
         out = embed_dim if num_classes else 1
-        self.basis = nn.Conv2d(widths[-1], widths[-1], 4, groups=widths[-1], bias=False)  # depthwise 4x4 -> 1x1
-        msr_init_(self.basis.weight)
+        # Depthwise 4x4 -> 1x1. Every convolution here is a Conv (not an nn.Conv2d), so the trainer keeps the
+        # networks in the default memory format: channels_last made a D step 0.84x as fast on the CPU.
+        self.basis = Conv(widths[-1], widths[-1], 4, groups=widths[-1], padding=0)
         self.linear = nn.Linear(widths[-1], out, bias=False)
         msr_init_(self.linear.weight)
         self.embed = nn.Linear(num_classes, embed_dim, bias=False) if num_classes else None
