@@ -16,12 +16,14 @@ def _both(x, t, **kw):
     """(fastgan loss, grad), (torch loss, grad) for the same inputs. torch's side is computed in float64 and
     rounded to the inputs' dtype: the oracle is the exact value, not torch's float32 rounding of it (which,
     summed over a thousand terms or where its formula cancels, strays beyond float32's tolerance)."""
+    def cast(v, dtype):
+        return v.to(dtype) if isinstance(v, torch.Tensor) and dtype is not None else v
+
     out = []
     for fn, dtype in ((fg.functional.binary_cross_entropy_with_logits, None),
                       (F.binary_cross_entropy_with_logits, torch.float64)):
-        cast = (lambda v: v) if dtype is None else (lambda v: None if v is None else v.to(dtype))
-        xi = cast(x.detach().clone()).requires_grad_(True)
-        loss = fn(xi, cast(t), **{k: cast(v) if isinstance(v, torch.Tensor) else v for k, v in kw.items()})
+        xi = cast(x.detach().clone(), dtype).requires_grad_(True)
+        loss = fn(xi, cast(t, dtype), **{k: cast(v, dtype) for k, v in kw.items()})
         (grad,) = torch.autograd.grad(loss.sum(), xi) if loss.numel() else (torch.zeros_like(xi),)
         out.append((loss.detach().to(x.dtype), grad.to(x.dtype)))
     return out
