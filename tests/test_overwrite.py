@@ -10,19 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from small_runs import SMALL, one_line_error
+
 from fastgan.cli import main
 from fastgan.train import TrainConfig, load_checkpoint, train
-
-SMALL = dict(dataset="digits", resolution=8, model="mlp", mlp_hidden=(32, 32), z_dim=8, batch_size=16,
-             progress=False, log_every=2, sample_every=1000, ckpt_every=2, threads=1)
-
-
-def one_line_error(capsys, status: int, argv: list[str]) -> str:
-    assert main(argv) == status
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

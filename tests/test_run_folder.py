@@ -5,35 +5,18 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
 import torch
+from small_runs import CLI_SMALL, one_line_error, small
 from state_compare import assert_same, logged_rows, resumable_state
 
 from fastgan.cli import main
-from fastgan.train import BaseTrainer, TrainConfig, load_checkpoint, train
+from fastgan.train import BaseTrainer, load_checkpoint, train
 from fastgan.train.base import DivergedError
 from fastgan.train.run_folder import HEALTHY, LOCK, Divergence, RunBusyError, RunFolder
-
-SMALL = dict(dataset="digits", resolution=8, model="mlp", mlp_hidden=(32, 32), z_dim=8, batch_size=16,
-             progress=False, log_every=2, sample_every=1000, ckpt_every=2, threads=1)
-CLI_SMALL = ["--dataset", "digits", "--resolution", "8", "--model", "mlp", "--mlp-hidden", "32,32", "--z-dim", "8",
-             "--batch-size", "16", "--log-every", "2", "--sample-every", "1000", "--threads", "1", "--no-progress"]
-
-
-def small(tmp_path, **overrides) -> TrainConfig:
-    return TrainConfig(out_dir=str(tmp_path), **{**SMALL, **overrides})
-
-
-def one_line_error(capsys, status: int, argv: list[str]) -> str:
-    assert main(argv) == status
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and "Warning" not in line
-             and not line.startswith("  warnings.warn")]
-    assert "Traceback" not in err and len(lines) == 1, err
-    return lines[0]
-
 
 def _steps(run) -> list[int]:
     return [row["step"] for row in logged_rows(run) if "eval" not in row]
@@ -87,17 +70,30 @@ def test_the_lock_dies_with_its_owner_even_by_kill_9(tmp_path):
     assert not (tmp_path / "run" / LOCK).exists()
 
 
-def test_two_trains_of_one_name_started_together_one_is_refused_and_the_log_holds_one_run(tmp_path):
-    args = [sys.executable, "-m", "fastgan", "train", *CLI_SMALL, "--steps", "40", "--ckpt-every", "10",
+def test_a_second_train_of_a_run_in_progress_is_refused_and_the_log_holds_one_run(tmp_path):
+    """The second processes start once the first is training past its first checkpoint, whatever the machine's
+    speed (the first trains for far more steps than the test waits, and is interrupted at the end): a new run of
+    the name is told to resume, a resume is refused naming the owner."""
+    args = [sys.executable, "-m", "fastgan", "train", *CLI_SMALL, "--steps", "10000000", "--ckpt-every", "10",
             "--out-dir", str(tmp_path), "--name", "dup"]
-    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
-    assert sorted(code for code, _ in results) == [0, 2], results
-    refused = next(err for code, err in results if code == 2)
-    assert "in use by pid" in refused and "Traceback" not in refused
-    assert _steps(tmp_path / "dup") == list(range(2, 41, 2))  # one run, in order
-    assert load_checkpoint(tmp_path / "dup")["step"] == 40
-    assert load_checkpoint(tmp_path / "dup" / "checkpoint.prev.pt")["step"] == 30
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log = tmp_path / "dup" / "metrics.jsonl"
+        deadline = time.monotonic() + 300
+        while not (log.exists() and log.read_text().count("\n") >= 6):  # past its first checkpoint (step 10)
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.1)
+        again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 2 and "exists: pass --resume" in again.stderr, again.stderr
+        resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 2 and "in use by pid" in resumed.stderr, resumed.stderr
+        assert "Traceback" not in again.stderr + resumed.stderr
+        assert first.poll() is None  # the owner trained on meanwhile
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+    steps = _steps(tmp_path / "dup")
+    assert steps == list(range(2, 2 * len(steps) + 1, 2))  # one run, in order
 
 
 def test_an_unnamed_run_that_starts_while_another_is_starting_takes_the_next_number(tmp_path, monkeypatch):
