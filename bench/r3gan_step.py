@@ -40,7 +40,7 @@ class PlainR3GAN:
     """brownvc/R3GAN's step on fastgan's R3GAN networks: AdversarialTraining (R3GAN/Trainer.py) for the losses,
     and from training/training_loop.py the schedules set on Adam before each update and G's EMA after it."""
 
-    def __init__(self, config: TrainConfig, gamma: float):
+    def __init__(self, config: TrainConfig):
         torch.manual_seed(config.seed)
         images, _ = load_image_dataset(config.dataset, config.resolution)
         data = torch.from_numpy(images).float().div(127.5).sub(1)
@@ -52,7 +52,7 @@ class PlainR3GAN:
         self.opt_d = torch.optim.Adam(self.d.parameters(), config.lr_d, betas=(0.0, config.beta2), eps=1e-8)
         self.loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data), config.batch_size,
                                                   shuffle=True, drop_last=True)
-        self.batch_size, self.z_dim, self.gamma = config.batch_size, config.z_dim, gamma
+        self.batch_size, self.z_dim = config.batch_size, config.z_dim
         self.batches = self._endless()
         self.config, self.nimg = config, 0
         self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False)
@@ -71,7 +71,7 @@ class PlainR3GAN:
         cfg, total = self.config, self.config.r3gan_decay_kimg * 1000
         lr = cosine_decay_with_warmup(self.nimg, cfg.lr_g, cfg.r3gan_lr_final, total)
         beta2 = cosine_decay_with_warmup(self.nimg, cfg.beta2, cfg.r3gan_beta2_final, total)
-        self.gamma = cosine_decay_with_warmup(self.nimg, cfg.r3gan_gamma, cfg.r3gan_gamma_final, total)
+        gamma = cosine_decay_with_warmup(self.nimg, cfg.r3gan_gamma, cfg.r3gan_gamma_final, total)
         ema_nimg = cosine_decay_with_warmup(self.nimg, 0.0, total / 4, total)
         for opt in (self.opt_d, self.opt_g):
             for group in opt.param_groups:
@@ -84,7 +84,7 @@ class PlainR3GAN:
         fake.requires_grad_(True)
         real_logits, fake_logits = self.d(real), self.d(fake)
         r1, r2 = self.penalty(real, real_logits), self.penalty(fake, fake_logits)
-        loss = F.softplus(-(real_logits - fake_logits)) + (self.gamma / 2) * (r1 + r2)
+        loss = F.softplus(-(real_logits - fake_logits)) + (gamma / 2) * (r1 + r2)
         loss.mean().backward()
         self.opt_d.step()
         # G (AccumulateGeneratorGradients)
@@ -118,8 +118,7 @@ def main(argv=None) -> None:
     base = dict(model="r3gan", resolution=args.resolution, batch_size=args.batch_size, device=args.device,
                 progress=False, threads=args.threads)
     config = TrainConfig(**base)
-    gamma = config.r3gan_gamma
-    sides = {"plain R3GAN": PlainR3GAN(config, gamma), "fastgan": FastganStep(config),
+    sides = {"plain R3GAN": PlainR3GAN(config), "fastgan": FastganStep(config),
              "fastgan, no penalties": FastganStep(TrainConfig(**base, r3gan_gamma=0.0, r3gan_gamma_final=0.0))}
     device = torch.device(args.device)
     for side in sides.values():

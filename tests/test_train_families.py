@@ -287,6 +287,8 @@ def test_npy_length_must_match_seq_len(tmp_path):
     (dict(model="seqgan", dataset="oracle", seqgan_vocab=1), "seqgan_vocab: must be >= 2"),
     (dict(seqgan_vocab=5000), "seqgan_vocab: is a setting of seqgan, not of model dcgan"),
     (dict(model="mlp", g_width=64), "g_width: is a setting of dcgan, resnet, not of model mlp"),
+    (dict(g_loss="rpgan"), "g_loss: must be ns or saturating or hinge or lsgan or wgan for model dcgan"),
+    (dict(model="rgan", dataset="sines", g_loss="rpgan"), "g_loss: must be ns or .* for model rgan"),
 ])
 def test_config_rejects_mismatched_models_data_and_options(overrides, message):
     with pytest.raises(ValueError, match=message):

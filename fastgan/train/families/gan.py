@@ -278,8 +278,11 @@ class GANTrainer(BaseTrainer):
 
 #: the shared options (family.OPTIONAL_FIELDS) the GAN trainer honours
 GAN_OPTIONS = frozenset({"conditional", "compile", "sync_bn"})
+#: the G losses of a G step that scores generated samples alone (RpGAN's pairs each with a real one)
+UNPAIRED_G_LOSS = {"g_loss": (tuple(k for k in losses.G_LOSS_KINDS if k != "rpgan"),
+                              "its G step scores generated samples alone; RpGAN's G loss trains with --model r3gan")}
 DCGAN = Family("dcgan", "DCGAN (Radford et al. 2016) on images", ("images",), GANTrainer, GAN_OPTIONS,
-               settings=(ConvWidths, Stabilisers), metrics="fid, kid, is, pr")
+               settings=(ConvWidths, Stabilisers), fixed=UNPAIRED_G_LOSS, metrics="fid, kid, is, pr")
 MLP = Family("mlp", "fully connected G and D, on 2D points or images", ("points", "images"), GANTrainer,
-             GAN_OPTIONS, settings=(MLPWidths, Stabilisers),
+             GAN_OPTIONS, settings=(MLPWidths, Stabilisers), fixed=UNPAIRED_G_LOSS,
              metrics="fid, kid, pr, modes (points); fid, kid, is, pr (images)")

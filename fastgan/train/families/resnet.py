@@ -5,7 +5,7 @@ from torch import nn
 
 from ...models import ResNetDiscriminator, ResNetGenerator
 from .family import Family
-from .gan import GAN_OPTIONS, ConvWidths, GANTrainer, Stabilisers, num_classes
+from .gan import GAN_OPTIONS, UNPAIRED_G_LOSS, ConvWidths, GANTrainer, Stabilisers, num_classes
 
 
 class ResNetTrainer(GANTrainer):
@@ -24,7 +24,7 @@ class ResNetTrainer(GANTrainer):
 
 RESNET = Family(
     "resnet", "SNGAN's residual G and D (Miyato et al. 2018) on 16, 32 or 64 px images", ("images",), ResNetTrainer,
-    GAN_OPTIONS, settings=(ConvWidths, Stabilisers),
+    GAN_OPTIONS, settings=(ConvWidths, Stabilisers), fixed=UNPAIRED_G_LOSS,
     # The authors' CIFAR-10 settings: spectral norm on D, hinge loss, Adam(2e-4, 0, 0.9), 5 D updates per G update.
     defaults={"spectral_norm": True, "d_loss": "hinge", "g_loss": "hinge", "beta1": 0.0, "beta2": 0.9,
               "n_critic": 5},

@@ -15,6 +15,7 @@ from ...models import RCGANDiscriminator, RCGANGenerator
 from ...models.recurrent import NOISE_KINDS, OUTPUT_ACTS
 from ..base import BaseTrainer
 from .family import Family
+from .gan import UNPAIRED_G_LOSS
 from .sequences import SequenceSettings, SinesSettings
 from .settings import setting
 
@@ -108,6 +109,6 @@ class RGANTrainer(BaseTrainer):
 
 
 RGAN = Family("rgan", "recurrent GAN on sequences (RCGAN, Esteban et al. 2017)", ("sequences",), RGANTrainer,
-              settings=(SequenceSettings, SinesSettings, RGANSettings),
+              settings=(SequenceSettings, SinesSettings, RGANSettings), fixed=UNPAIRED_G_LOSS,
               metrics="fid, kid on the values; freq_w1, amp_w1, sine_r2 on sines; TimeGAN's "
                       "discriminative and predictive scores")
