@@ -2,8 +2,11 @@
 resume, and the processes of a distributed run."""
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -248,6 +251,30 @@ def _diverged(step: int, why: str, folder: RunFolder) -> DivergedError:
                          f"penalty such as --r1-gamma")
 
 
+@contextlib.contextmanager
+def _interrupt_between_steps():
+    """Ctrl-C (SIGINT) stops the run between steps, as KeyboardInterrupt; a second Ctrl-C stops it at once.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be, and inside a finalizer or weakref
+    callback it is printed as "Exception ignored" and dropped, leaving the run training. Taking the signal as a
+    flag that the loop checks after each step makes every Ctrl-C count. Only the main thread may install a
+    handler; elsewhere the loop keeps Python's default."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def request_stop(signum, frame):
+        requested.set()
+        signal.signal(signal.SIGINT, saved)  # a second Ctrl-C interrupts wherever the run is
+
+    saved = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
 def _train_loop(trainer: BaseTrainer, folder: RunFolder, main: bool, tqdm) -> None:
     """Train to config.steps. At each log step and before each checkpoint the step's numbers (averaged over
     processes) are judged by Divergence; a diverged run stops there (on_divergence=stop), before its checkpoint,
@@ -266,8 +293,14 @@ def _train_loop(trainer: BaseTrainer, folder: RunFolder, main: bool, tqdm) -> No
         tqdm.write(f"fastgan: {MISSING}: curves.png is not drawn", file=sys.stderr)
     window_start, window_steps = time.perf_counter(), 0
     healthy, why = True, None
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
+        if board is not None:
+            stack.callback(board.close)
+        interrupted = stack.enter_context(_interrupt_between_steps())
         while trainer.step < config.steps:
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             stats = trainer.train_step(batches)
             window_steps += 1
             bar.update(1)
@@ -310,10 +343,6 @@ def _train_loop(trainer: BaseTrainer, folder: RunFolder, main: bool, tqdm) -> No
                     folder.add_samples(board, trainer)
             if curves and saves:
                 folder.draw_curves()
-    finally:
-        bar.close()
-        if board is not None:
-            board.close()
 
 
 def load_generator(run_or_ckpt: str | Path, ema: bool = True, device="cpu"):
