@@ -31,7 +31,8 @@ ext_modules = [
         include_dirs=["csrc"],
         cxx_std=17,
         # -O3 vectorises the pixel loops with the baseline instruction set (no -march: the wheel must run
-        # on any CPU of its architecture). -ffp-contract=off keeps x * scale + offset two roundings, as in
+        # on any CPU of its architecture); the float32 conversion's AVX2 and AVX-512 forms are compiled by
+        # function attribute and picked at run time (csrc/pixels.cpp). -ffp-contract=off keeps x * scale + offset two roundings, as in
         # NumPy: compilers that fuse it into one FMA (clang by default, GCC wherever FMA is baseline) would
         # break bit-identity with the NumPy path.
         extra_compile_args=["-O3", "-ffp-contract=off"],

@@ -9,7 +9,7 @@
 
 namespace fastgan {
 
-std::unique_ptr<std::uint8_t[]> BufferPool::acquire() {
+Buffer BufferPool::acquire() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!free_.empty()) {
@@ -20,10 +20,10 @@ std::unique_ptr<std::uint8_t[]> BufferPool::acquire() {
     ++allocated_;
   }
   // Uninitialised on purpose: every byte a batch exposes is written by gather().
-  return std::unique_ptr<std::uint8_t[]>(new std::uint8_t[bytes_]);
+  return Buffer(static_cast<std::uint8_t*>(::operator new[](bytes_, std::align_val_t(kBufferAlignment))));
 }
 
-void BufferPool::release(std::unique_ptr<std::uint8_t[]> buffer) {
+void BufferPool::release(Buffer buffer) {
   std::lock_guard<std::mutex> lock(mu_);
   // Keep enough for steady state; buffers beyond that came from a user holding many batches at once.
   if (free_.size() < max_free_) free_.push_back(std::move(buffer));

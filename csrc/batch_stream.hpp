@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,14 +15,22 @@
 
 namespace fastgan {
 
+// Batch buffers start on a cache line: whole-vector streaming stores (up to 64 bytes) then cover every
+// sample whose size is a multiple of 64 bytes, and the tensors viewing them meet PyTorch's alignment.
+constexpr std::size_t kBufferAlignment = 64;
+struct AlignedDelete {
+  void operator()(std::uint8_t* p) const { ::operator delete[](p, std::align_val_t(kBufferAlignment)); }
+};
+using Buffer = std::unique_ptr<std::uint8_t[], AlignedDelete>;
+
 // Recycles batch buffers. A buffer comes back only when its Lease is destroyed, i.e. when Python has
 // dropped every array (and tensor) viewing it, so a batch the user still holds is never overwritten.
 // One pool may serve successive streams (epochs), so that each epoch does not map and zero fresh pages.
 class BufferPool {
  public:
   BufferPool(std::size_t bytes, std::size_t max_free) : bytes_(bytes), max_free_(max_free) {}
-  std::unique_ptr<std::uint8_t[]> acquire();
-  void release(std::unique_ptr<std::uint8_t[]> buffer);
+  Buffer acquire();
+  void release(Buffer buffer);
   std::size_t allocated() const;
   bool serves(std::size_t bytes, std::size_t max_free) const { return bytes == bytes_ && max_free == max_free_; }
 
@@ -29,14 +38,14 @@ class BufferPool {
   const std::size_t bytes_;
   const std::size_t max_free_;
   mutable std::mutex mu_;
-  std::vector<std::unique_ptr<std::uint8_t[]>> free_;
+  std::vector<Buffer> free_;
   std::size_t allocated_ = 0;
 };
 
 // Owns one handed-out batch buffer; returns it to the pool on destruction.
 struct Lease {
   std::shared_ptr<BufferPool> pool;
-  std::unique_ptr<std::uint8_t[]> buffer;
+  Buffer buffer;
   ~Lease() {
     if (buffer) pool->release(std::move(buffer));
   }
@@ -81,7 +90,7 @@ class BatchStream {
  private:
   struct Slot {
     std::int64_t batch = -1;
-    std::unique_ptr<std::uint8_t[]> buffer;
+    Buffer buffer;
     std::size_t remaining = 0;  // chunks of this batch not yet gathered
   };
 

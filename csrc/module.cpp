@@ -35,15 +35,41 @@ py::dict parse_header_py(py::bytes data, std::uint64_t file_size) {
   return out;
 }
 
-fastgan::PixelMap pixel_map(const std::string& dtype, float scale, float offset) {
+const char* const kIsaNames[] = {"baseline", "avx2", "avx512"};
+
+// The names of the conversion forms this CPU runs, narrowest first.
+py::tuple supported_isas() {
+  py::list names;
+  for (int i = 0; i <= int(fastgan::best_isa()); ++i) names.append(kIsaNames[i]);
+  return py::tuple(names);
+}
+
+fastgan::Isa parse_isa(const std::string& name) {
+  if (name.empty()) return fastgan::best_isa();
+  for (int i = 0; i < 3; ++i)
+    if (name == kIsaNames[i]) {
+      if (!fastgan::isa_supported(fastgan::Isa(i)))
+        throw py::value_error("BatchStream: this CPU cannot run isa '" + name + "'; leave isa unset for the widest it runs");
+      return fastgan::Isa(i);
+    }
+  throw py::value_error("BatchStream: isa must be one of baseline, avx2, avx512 (or unset); got '" + name + "'");
+}
+
+fastgan::PixelMap pixel_map(const std::string& dtype, float scale, float offset, const std::string& isa) {
+  fastgan::PixelMap map;
+  map.isa = parse_isa(isa);
   if (dtype == "uint8") {
     if (scale != 1.0f || offset != 0.0f)
       throw py::value_error("BatchStream: scale and offset apply to float32 and bfloat16 output, not uint8");
-    return {fastgan::PixelType::kUint8, 1.0f, 0.0f};
+    map.type = fastgan::PixelType::kUint8;
+    return map;
   }
-  if (dtype == "float32") return {fastgan::PixelType::kFloat32, scale, offset};
-  if (dtype == "bfloat16") return {fastgan::PixelType::kBfloat16, scale, offset};
-  throw py::value_error("BatchStream: dtype must be uint8, float32 or bfloat16; got '" + dtype + "'");
+  if (dtype != "float32" && dtype != "bfloat16")
+    throw py::value_error("BatchStream: dtype must be uint8, float32 or bfloat16; got '" + dtype + "'");
+  map.type = dtype == "float32" ? fastgan::PixelType::kFloat32 : fastgan::PixelType::kBfloat16;
+  map.scale = scale;
+  map.offset = offset;
+  return map;
 }
 
 // Keeps the source arrays alive for as long as worker threads may read them. The stream is declared
@@ -52,7 +78,7 @@ class PyBatchStream {
  public:
   PyBatchStream(py::array images, py::object labels, py::array_t<std::int64_t, py::array::c_style> order,
                 py::object flips, std::size_t batch_size, const std::string& dtype, int num_threads, int prefetch,
-                float scale, float offset, std::shared_ptr<fastgan::BufferPool> pool)
+                float scale, float offset, std::shared_ptr<fastgan::BufferPool> pool, const std::string& isa)
       : images_(images), labels_(labels) {
     if (images.dtype().kind() != 'u' || images.itemsize() != 1 || images.ndim() != 4 ||
         !(images.flags() & py::array::c_style))
@@ -94,7 +120,7 @@ class PyBatchStream {
         throw py::value_error("BatchStream: flips must be a uint8 array as long as order");
       spec.flips.assign(f.data(), f.data() + f.size());
     }
-    spec.pixels = pixel_map(dtype, scale, offset);
+    spec.pixels = pixel_map(dtype, scale, offset, isa);
     // NumPy has no bfloat16: those batches are uint16 bit patterns, viewed as bfloat16 by the caller.
     out_dtype_ = spec.pixels.type == fastgan::PixelType::kFloat32 ? py::dtype::of<float>()
                  : spec.pixels.type == fastgan::PixelType::kBfloat16 ? py::dtype::of<std::uint16_t>()
@@ -145,6 +171,10 @@ PYBIND11_MODULE(_loader, m) {
   m.attr("HEADER_SIZE") = fastgan::kHeaderSize;
   m.attr("FORMAT_VERSION") = fastgan::kFormatVersion;
 
+  m.def("supported_isas", &supported_isas,
+        "Names of the float32 conversion forms this CPU runs, narrowest first ('baseline', then 'avx2', "
+        "'avx512' where the CPU has them); a BatchStream uses the last unless given isa=.");
+
   m.def("parse_header", &parse_header_py, py::arg("data"), py::arg("file_size"),
         "Validate a .fgd header (the first 64 bytes of a file of file_size bytes) and return its fields "
         "as a dict; raises ValueError naming the problem.");
@@ -159,12 +189,14 @@ PYBIND11_MODULE(_loader, m) {
                             "dtype 'uint8' copies the bytes; 'float32' is float32(x) * scale + offset, each "
                             "operation rounded to float32; 'bfloat16' is that rounded to nearest even, returned "
                             "as uint16 bit patterns. Worker threads run without the GIL; each returned array "
-                            "owns its buffer.")
+                            "owns its buffer. isa picks the float32 conversion's form (all write the same "
+                            "bits; unset: the widest this CPU runs, see supported_isas).")
       .def(py::init<py::array, py::object, py::array_t<std::int64_t, py::array::c_style>, py::object,
-                    std::size_t, const std::string&, int, int, float, float, std::shared_ptr<fastgan::BufferPool>>(),
+                    std::size_t, const std::string&, int, int, float, float, std::shared_ptr<fastgan::BufferPool>,
+                    const std::string&>(),
            py::arg("images"), py::arg("labels"), py::arg("order"), py::arg("flips"), py::arg("batch_size"),
            py::arg("dtype"), py::arg("num_threads"), py::arg("prefetch"), py::arg("scale") = 1.0f,
-           py::arg("offset") = 0.0f, py::arg("pool") = nullptr)
+           py::arg("offset") = 0.0f, py::arg("pool") = nullptr, py::arg("isa") = "")
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &PyBatchStream::next)
       .def("__len__", &PyBatchStream::len)

@@ -8,6 +8,15 @@ namespace fastgan {
 
 enum class PixelType { kUint8, kFloat32, kBfloat16 };
 
+// Instruction sets the float32 conversion has a form for, narrowest first: baseline is what the
+// compiler targets by default (SSE2 on x86-64); AVX2 and AVX-512F forms run only where the CPU has them.
+// Every form writes the same bits.
+enum class Isa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+
+// The widest form this CPU runs (detected once).
+Isa best_isa();
+bool isa_supported(Isa isa);
+
 // What one output pixel is: uint8 copies the byte; float32 is float(x) * scale + offset with each
 // operation rounded to float32 (no fused multiply-add), so it equals NumPy's float32 arithmetic bit for
 // bit; bfloat16 is that float32 rounded to nearest, ties to even, stored as its 16-bit pattern.
@@ -15,6 +24,7 @@ struct PixelMap {
   PixelType type = PixelType::kUint8;
   float scale = 1.0f;
   float offset = 0.0f;
+  Isa isa = best_isa();
 };
 
 std::size_t pixel_size(PixelType type);

@@ -80,6 +80,39 @@ def test_native_maps_every_byte_value_to_the_documented_table(hflip):
         np.testing.assert_array_equal(x.view(np.uint8), table[expected].view(np.uint8))
 
 
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.bfloat16])
+def test_native_batches_start_on_a_cache_line(dtype):
+    loader = Loader(_dataset(n=40, w=5), batch_size=3, dtype=dtype, hflip=True, backend="native", num_threads=2)
+    assert all(x.data_ptr() % 64 == 0 for x, _ in loader)
+
+
+@needs_native
+def test_every_conversion_form_is_listed_from_the_baseline_up():
+    isas = native.supported_isas()
+    assert isas[0] == "baseline" and list(isas) == ["baseline", "avx2", "avx512"][:len(isas)]
+
+
+@needs_native
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 15, 16, 17, 24, 28, 32, 64, 100])
+@pytest.mark.parametrize("channels, height", [(1, 1), (3, 5)])
+def test_every_conversion_form_writes_the_documented_table(width, channels, height):
+    # Widths that are and are not whole AVX2 (8) and AVX-512 (16) vectors, and sample sizes that leave
+    # later samples off the buffer's 64-byte alignment, mirrored and not: the vector forms, their one-pass
+    # mirror, the scratch mirror and the scalar head and tail all run, and each must equal the table.
+    images = np.random.default_rng(width).integers(0, 256, size=(11, channels, height, width), dtype=np.uint8)
+    images[0].flat[:256] = np.arange(min(256, images[0].size))
+    order = np.random.default_rng(1).permutation(11)
+    flips = (np.arange(11) % 3 != 0).astype(np.uint8)
+    expected = images[order]
+    expected[flips == 1] = expected[flips == 1][..., ::-1]
+    for isa in native.supported_isas():
+        stream = native.BatchStream(images, None, order, flips, 4, "float32", 2, 2, scale=NORMALISE_SCALE,
+                                    offset=NORMALISE_OFFSET, isa=isa)
+        got = np.concatenate([x for x, _ in stream])
+        np.testing.assert_array_equal(got.view(np.uint32), FLOAT32_LUT[expected].view(np.uint32), err_msg=isa)
+
+
 @pytest.mark.parametrize("backend", ["native", "python"])
 def test_each_epoch_yields_every_sample_exactly_once(backend):
     if backend == "native" and native is None:
@@ -317,6 +350,8 @@ def test_native_stream_rejects_bad_arguments():
         native.BatchStream(data.images, data.labels, np.array([0, 1]), None, 2, "float16", 1, 1)
     with pytest.raises(ValueError, match="not uint8"):
         native.BatchStream(data.images, data.labels, np.array([0, 1]), None, 2, "uint8", 1, 1, scale=0.5)
+    with pytest.raises(ValueError, match="isa must be one of baseline, avx2, avx512"):
+        native.BatchStream(data.images, data.labels, np.array([0, 1]), None, 2, "float32", 1, 1, isa="sse9")
 
 
 def _without_extension(monkeypatch):
