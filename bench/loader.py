@@ -1,16 +1,24 @@
-"""Loader throughput: fastgan's C++ loader vs its NumPy path vs a per-sample torch DataLoader.
+"""Loader throughput: fastgan's C++ loader vs its NumPy path vs a per-sample torch DataLoader, and vs copy bandwidth.
 
 python -m bench.loader [--resolutions 32 64] [--dataset-mib 60] [--batch-size 256] [--rounds 7] [--threads N]
 
 Every contender does the same job on the same data: shuffled batches of 256 float32 images in [-1, 1]
 (x * float32(2/255) - 1, checked bit for bit against fastgan's table at start-up) with random horizontal
-flips, from a uint8 (N, 3, R, R) dataset of about --dataset-mib MiB (larger than a typical L3 cache, as
+flips, from a uint8 (N, 3, R, R) dataset of about --dataset-mib MiB (larger than a typical L2 cache, as
 real datasets are). The torch baseline flips and normalises whole batches after collation, its fastest
 form, once with torch's default intra-op threads and once with one; the fastest torch row is the
 baseline. Contenders take turns, one timed stretch of whole epochs (at least --min-seconds) each per
-round, so load from other processes falls on all of them alike; the table gives the best and the
-median round. Two reference rows bound what the loader can reach: its single-thread rate and its
-copy-only path (uint8 out, no flips). Prints the tables and writes bench/results/loader-cpu-<date>-<time>.md.
+round, so load from other processes falls on all of them alike; the table gives each contender's median
+round and its spread (min-max).
+
+Reference rows bound what the loader can reach, in bytes moved (read + written: 1 + 4 bytes a pixel for
+float32 batches, 1 + 1 for a copy): the loader's single-thread rate, an in-order torch convert pass
+(x.float().mul_(2/255).sub_(1) over the data in batch slices, no shuffle or flips), and copy bandwidth:
+memcpy (numpy.copyto) of a dataset-sized buffer, in one thread and split over the loader's threads, and the
+loader's own copy-only path (uint8 out, no flips). The C++ loader's bytes moved per second, as a share of the
+fastest of those copies in the same round, is the headline (median and min-max over rounds); a memcpy of
+one float32 batch's bytes over and over (cache-resident, the machine's fastest copy) is shown beside it.
+Prints the tables and writes bench/results/loader-cpu-<date>-<time>.md.
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ import platform
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +106,42 @@ def _torch_epochs(images: torch.Tensor, labels: torch.Tensor, batch_size: int, n
     return run
 
 
+def _torch_convert_epochs(images: torch.Tensor, batch_size: int, intra_op_threads: int):
+    """The conversion alone, in order: what the loader's float32 batches cost torch without gathering or flips."""
+    def run() -> int:
+        default_threads = torch.get_num_threads()
+        torch.set_num_threads(intra_op_threads)
+        try:
+            count = 0
+            for start in range(0, len(images) - batch_size + 1, batch_size):
+                count += len(_torch_normalise(images[start:start + batch_size]))
+            return count
+        finally:
+            torch.set_num_threads(default_threads)
+    return run
+
+
+def _memcpy_epochs(source: np.ndarray, copies: int, images_per_copy: int, threads: int, pool: ThreadPoolExecutor):
+    """numpy.copyto (glibc's memcpy, GIL released) of source into a buffer of its size, `copies` times a run,
+    split into `threads` contiguous parts copied at once; each copy counts as images_per_copy images."""
+    flat = source.reshape(-1)
+    target = np.empty_like(flat)
+    np.copyto(target, flat)  # fault the target's pages in before timing
+    parts = [slice(a[0], a[-1] + 1) for a in np.array_split(np.arange(len(flat)), threads)]
+
+    def copy(part: slice) -> None:
+        np.copyto(target[part], flat[part])
+
+    def run() -> int:
+        for _ in range(copies):
+            if threads == 1:
+                copy(parts[0])
+            else:
+                list(pool.map(copy, parts))
+        return copies * images_per_copy
+    return run
+
+
 def _timed(run_epoch, min_seconds: float) -> float:
     """Images per second over whole epochs lasting at least min_seconds together."""
     count, start = 0, time.perf_counter()
@@ -107,8 +152,10 @@ def _timed(run_epoch, min_seconds: float) -> float:
             return count / elapsed
 
 
-def _contenders(dataset: PackedDataset, images: np.ndarray, labels: np.ndarray, batch_size: int, threads: int):
-    """(name, kind, epoch function) in table order; kind is fastgan, torch or reference (not the same job)."""
+def _contenders(dataset: PackedDataset, images: np.ndarray, labels: np.ndarray, batch_size: int, threads: int,
+                pool: ThreadPoolExecutor):
+    """(name, kind, bytes moved per image, epoch function) in table order; kind is fastgan, torch, reference
+    (not the same job), or copy (the copy bandwidth the headline is a share of)."""
     same_job = dict(batch_size=batch_size, hflip=True, dtype=torch.float32)
     probe = next(iter(Loader(dataset, backend="native", num_threads=threads, **same_job)))[0]
     if probe.dtype != torch.float32 or probe.min() < -1 or probe.max() > 1:
@@ -116,53 +163,82 @@ def _contenders(dataset: PackedDataset, images: np.ndarray, labels: np.ndarray, 
                              f"[{probe.min()}, {probe.max()}], not float32 in [-1, 1]")
     as_torch = torch.from_numpy(images), torch.from_numpy(labels)
     torch_threads = sorted({torch.get_num_threads(), 1}, reverse=True)
+    pixels = images[0].size
+    convert, copy = 5 * pixels, 2 * pixels  # bytes read + written per image: 1 + 4 bytes a pixel, or 1 + 1
+    s = "s" * (threads > 1)
+    float_batch = np.zeros(batch_size * pixels * 4, dtype=np.uint8)
     return [
-        (f"fastgan C++ ({threads} threads)", "fastgan",
+        (f"fastgan C++ ({threads} threads)", "fastgan", convert,
          _fastgan_epochs(Loader(dataset, backend="native", num_threads=threads, **same_job))),
-        ("fastgan NumPy path", "fastgan", _fastgan_epochs(Loader(dataset, backend="python", **same_job))),
+        ("fastgan NumPy path", "fastgan", convert, _fastgan_epochs(Loader(dataset, backend="python", **same_job))),
         *[(f"torch DataLoader(per-sample Dataset), {workers} workers, {t} torch thread{'s' * (t > 1)}", "torch",
-           _torch_epochs(*as_torch, batch_size, workers, t)) for workers in (2, 0) for t in torch_threads],
-        ("reference: fastgan C++ (1 thread)", "reference",
+           convert, _torch_epochs(*as_torch, batch_size, workers, t)) for workers in (2, 0) for t in torch_threads],
+        ("reference: fastgan C++ (1 thread)", "reference", convert,
          _fastgan_epochs(Loader(dataset, backend="native", num_threads=1, **same_job))),
-        (f"reference: fastgan C++ copy only (uint8, no flips, {threads} threads)", "reference",
+        *[(f"reference: torch convert pass, in order, no flips ({t} torch thread{'s' * (t > 1)})", "reference",
+           convert, _torch_convert_epochs(as_torch[0], batch_size, t)) for t in torch_threads],
+        (f"copy: fastgan C++ copy only (uint8, no flips, {threads} thread{s})", "copy", copy,
          _fastgan_epochs(Loader(dataset, backend="native", num_threads=threads, batch_size=batch_size,
                                 dtype=torch.uint8))),
+        *[(f"copy: memcpy of the dataset ({t} thread{'s' * (t > 1)})", "copy", copy,
+           _memcpy_epochs(images, 1, len(images), t, pool)) for t in sorted({1, threads})],
+        (f"reference: memcpy of one float32 batch, repeated (cache-resident, {threads} thread{s})", "reference",
+         2 * 4 * pixels, _memcpy_epochs(float_batch, max(1, len(images) // batch_size), batch_size, threads, pool)),
     ]
 
 
-def _take_turns(contenders, rounds: int, min_seconds: float):
-    """Names, kinds, and per contender the images/s of each round."""
-    for _, _, run in contenders:
+def _take_turns(contenders, rounds: int, min_seconds: float) -> list[list[float]]:
+    """Per contender, the images/s of each round."""
+    for *_, run in contenders:
         run()  # warm-up: page cache, DataLoader workers, first buffers
     rates = [[] for _ in contenders]
     for _ in range(rounds):
-        for (_, _, run), samples in zip(contenders, rates):
+        for (*_, run), samples in zip(contenders, rates):
             samples.append(_timed(run, min_seconds))
-    return [c[0] for c in contenders], [c[1] for c in contenders], rates
+    return rates
 
 
-def _measure(resolution: int, args) -> tuple[str, float]:
-    """The markdown table for one resolution and the C++ loader's ratio to the best torch DataLoader."""
+def _spread(values, digits: int = 2) -> str:
+    return f"{np.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def _measure(resolution: int, args, pool: ThreadPoolExecutor) -> tuple[str, list[str]]:
+    """The markdown table for one resolution and its summary lines."""
     count = args.dataset_mib * 2**20 // (3 * resolution * resolution)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(count, 3, resolution, resolution), dtype=np.uint8)
     labels = rng.integers(0, 10, size=count)
     with tempfile.TemporaryDirectory() as tmp:
         dataset = PackedDataset(write_fgd(Path(tmp) / "bench.fgd", images, labels))
-        # The contenders (and their DataLoader workers) live only inside _take_turns.
-        names, kinds, rates = _take_turns(_contenders(dataset, images, labels, args.batch_size, args.threads),
-                                          args.rounds, args.min_seconds)
-    best = [max(r) for r in rates]
-    baseline = max(b for b, kind in zip(best, kinds) if kind == "torch")
+        # The contenders (and their DataLoader workers) live only inside this block.
+        contenders = _contenders(dataset, images, labels, args.batch_size, args.threads, pool)
+        rates = _take_turns(contenders, args.rounds, args.min_seconds)
+    names, kinds, moved = ([c[i] for c in contenders] for i in range(3))
+    # Rows doing the loader's job move the same bytes per image, so their ratio is also one of images/s.
+    rates = np.array(rates)                      # (contender, round) images/s
+    gbps = rates * np.array(moved)[:, None] / 1e9  # (contender, round) GB/s read + written
+    fastgan, torch_rows = gbps[0], [i for i, k in enumerate(kinds) if k == "torch"]
+    best_copy = gbps[[i for i, k in enumerate(kinds) if k == "copy"]].max(axis=0)
+    baseline = rates[torch_rows].max(axis=0)
+    convert = [i for i, name in enumerate(names) if "convert pass" in name]
+    cached = next(i for i, name in enumerate(names) if "cache-resident" in name)
+    summary = [
+        f"fastgan C++ at {resolution} px: {np.median(rates[0]):,.0f} img/s, {np.median(fastgan):.1f} GB/s moved; "
+        f"per round {_spread(fastgan / best_copy * 100, 0)} % of the fastest copy of the dataset "
+        f"({np.median(best_copy):.1f} GB/s), {_spread(fastgan / gbps[cached] * 100, 0)} % of the cache-resident "
+        f"batch copy; {_spread(rates[0] / baseline)}x the fastest torch DataLoader row; "
+        f"{_spread(rates[0] / rates[convert].max(axis=0))}x the faster in-order torch convert pass",
+    ]
     lines = [
         f"### 3x{resolution}x{resolution}: {count} images ({count * 3 * resolution * resolution / 2**20:.0f} MiB)",
         "",
-        "| loader | images/s, best | images/s, median | best vs best torch DataLoader |",
+        "| contender | images/s, median (min-max) | GB/s read + written, median | fastgan C++'s GB/s / this row's, "
+        "per round |",
         "|---|---:|---:|---:|",
-        *[f"| {name} | {max(r):,.0f} | {np.median(r):,.0f} | {max(r) / baseline:.2f}x |"
-          for name, r in zip(names, rates)],
+        *[f"| {name} | {np.median(r):,.0f} ({min(r):,.0f}-{max(r):,.0f}) | {np.median(g):.1f} | {_spread(fastgan / g)} |"
+          for name, r, g in zip(names, rates, gbps)],
     ]
-    return "\n".join(lines), best[0] / baseline
+    return "\n".join(lines), summary
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -178,11 +254,12 @@ def main(argv: list[str] | None = None) -> str:
     _check_same_job()
     load_before = os.getloadavg()[0]
 
-    tables, ratios = [], []
-    for resolution in args.resolutions:
-        table, ratio = _measure(resolution, args)
-        tables.append(table)
-        ratios.append(f"{ratio:.1f}x at {resolution} px")
+    tables, summaries = [], []
+    with ThreadPoolExecutor(args.threads) as pool:
+        for resolution in args.resolutions:
+            table, summary = _measure(resolution, args, pool)
+            tables.append(table)
+            summaries += summary
     now = datetime.datetime.now()
     from fastgan import _loader
 
@@ -193,11 +270,12 @@ def main(argv: list[str] | None = None) -> str:
         f"- device: {cpu_model()}, {os.cpu_count()} logical CPUs; 1-minute load average {load_before:.1f} "
         f"before the run, {os.getloadavg()[0]:.1f} after (other processes share the machine)",
         f"- versions: Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
-        f"fastgan._loader {_loader.__version__}",
+        f"fastgan._loader {_loader.__version__} (float32 conversion: {_loader.supported_isas()[-1]})",
         f"- workload: batch {args.batch_size}, shuffle, random hflip, float32 in [-1, 1]; .fgd memory-mapped "
         f"for fastgan, the same array in memory for torch; {args.rounds} rounds of at least "
-        f"{args.min_seconds} s per contender, taking turns, after one warm-up epoch each",
-        f"- fastgan C++ vs the best torch DataLoader: {', '.join(ratios)}",
+        f"{args.min_seconds} s per contender, taking turns, after one warm-up epoch each; GB/s count the "
+        f"pixels' bytes read + written (float32 job: 5 bytes a pixel; copies: 2)",
+        *[f"- {line}" for line in summaries],
         "",
         *[part for table in tables for part in (table, "")],
     ])
