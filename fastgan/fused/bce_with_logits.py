@@ -139,65 +139,120 @@ _bce_op.register_autograd(_bce_backward, setup_context=_bce_setup)
 # ---------------------------------------------------------------- fast eager path
 
 class _BCEEager(torch.autograd.Function):
-    """bce_with_logits_reference without pos_weight, in few passes; gradient sigmoid(x) - t as torch's.
+    """bce_with_logits_reference in few passes, with a gradient for every argument that asks for one (input,
+    target, weight, pos_weight, broadcast or not), in any floating dtype.
 
-    loss = lerp(softplus(x), softplus(-x), t), the t = 0 and t = 1 losses weighted, both never negative, so
-    nothing cancels at any |x| (torch's (1 - t) x - logsigmoid(x) cancels for x << 0, where a confident
-    discriminator's fake logits are); lerp's two-sided formula is exact at t = 0 and 1. Small inputs compute it
-    so, in the fewest ops; from FEW_PASSES_NUMEL on, as lerp(relu(x), relu(-x), t) + log1p(exp(-|x|)) (the
-    same sum, split), in fewer passes: every pass after the first of each term is in place (on the CPU a fresh
-    tensor costs a page-faulting allocation as large as a pass) and log1p(exp(-|x|)) is cheaper than softplus,
-    whose threshold branch is not vectorised. Infinite logits make NaN here (inf - inf) where the documented
-    value is +inf, so a
-    NaN result is computed again by the reference (one check of the reduced scalar; a pass over the loss
-    for reduction="none"). The backward is written in differentiable torch ops, so it has a derivative too.
+    loss = lerp(softplus(x), p softplus(-x), t), the t = 0 and t = 1 losses weighted (p: pos_weight, 1 without),
+    both never negative, so nothing cancels at any |x| (torch's (1 - t) x - (1 + (p - 1) t) logsigmoid(x) cancels
+    for x << 0, where a confident discriminator's fake logits are); lerp's two-sided formula is exact at t = 0 and
+    1. Small inputs compute it so, in the fewest ops; from FEW_PASSES_NUMEL on (without pos_weight), as
+    lerp(relu(x), relu(-x), t) + log1p(exp(-|x|)) (the same sum, split), in fewer passes: every pass after the
+    first of each term is in place (on the CPU a fresh tensor costs a page-faulting allocation as large as a pass)
+    and log1p(exp(-|x|)) is cheaper than softplus, whose threshold branch is not vectorised. Infinite logits make
+    NaN here (inf - inf) where the documented value is +inf, so a NaN result is computed again by the reference
+    (one check of the reduced scalar; a pass over the loss for reduction="none").
+
+    The gradients, each times w and the upstream gradient (over N for the mean):
+    d / dx = (1 - t) sigmoid(x) - p t sigmoid(-x) (sigmoid(x) - t without p); d / dt = p softplus(-x) - softplus(x)
+    (-x without p); d / dw = the unweighted loss; d / dp = t softplus(-x); the last two summed to the shape of
+    weight and pos_weight. A backward that must itself be differentiable (create_graph) differentiates the
+    reference.
     """
 
     @staticmethod
-    def forward(ctx, input, target, weight, reduction):
+    def forward(ctx, input, target, weight, pos_weight, reduction):
         # forward(ctx, ...) rather than setup_context: a third of the per-call cost in torch 2.13.
-        ctx.save_for_backward(input, target, weight)
+        ctx.save_for_backward(input, target, weight, pos_weight)
         ctx.reduction = reduction
-        x, t = wide(input), wide(target)
-        if x.numel() < FEW_PASSES_NUMEL:  # few ops: each costs about a microsecond whatever its size
-            loss = torch.lerp(F.softplus(x), F.softplus(x, -1.0).neg_(), t)
+        x, t, computing = _computing(input, target)
+        p = None if pos_weight is None else pos_weight.to(computing)
+        if p is not None or x.numel() < FEW_PASSES_NUMEL:  # few ops: each costs about a microsecond whatever its size
+            spare = F.softplus(x, -1.0).neg_()  # softplus(-x)
+            loss = torch.lerp(F.softplus(x), spare if p is None else spare.mul_(p), t)
         else:  # few passes, in place after the first of each term; log1p(exp(-|x|)) reuses relu(-x)'s buffer
             loss = F.relu(x)
             spare = torch.sub(loss, x)  # relu(-x)
             loss.lerp_(spare, t).add_(torch.abs(x, out=spare).neg_().exp_().log1p_())
         if weight is not None:
-            loss = loss.mul_(wide(weight))  # weight broadcasts to input's shape
+            w = weight.to(computing)
+            if ctx.needs_input_grad[2]:  # d / dw is the unweighted loss
+                ctx.unweighted = loss
+                loss = loss * w
+            else:
+                loss = loss.mul_(w)  # weight broadcasts to input's shape
         out = _reduce(loss, reduction)
         if out.isnan().any() if reduction == "none" else math.isnan(out):  # rare: a NaN or infinite logit
-            out = bce_with_logits_reference(input.detach(), target, weight, reduction)
+            out = bce_with_logits_reference(input.detach(), target.detach(), None if weight is None else weight.detach(),
+                                            reduction, None if pos_weight is None else pos_weight.detach())
+            ctx.unweighted = None
         return out if out.dtype == target.dtype else out.to(target.dtype)
 
     @staticmethod
     def backward(ctx, dloss):
-        input, target, weight = ctx.saved_tensors
-        x, t = wide(input), wide(target)
-        scale = dloss / input.numel() if ctx.reduction == "mean" else dloss
-        if torch.is_grad_enabled():  # create_graph: out-of-place, so autograd can differentiate this too
-            dx = (torch.sigmoid(x) - t) * scale
-            dx = dx if weight is None else dx * wide(weight)
-        else:
-            dx = torch.sigmoid(x).sub_(t).mul_(scale)
-            dx = dx if weight is None else dx.mul_(wide(weight))
-        return dx if dx.dtype == input.dtype else dx.to(input.dtype), None, None, None
+        input, target, weight, pos_weight = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph: autograd differentiates the reference
+            args = (input, target, weight, pos_weight)
+            with torch.enable_grad():
+                loss = bce_with_logits_reference(input, target, weight, ctx.reduction, pos_weight)
+                grads = iter(torch.autograd.grad(loss, [a for a, need in zip(args, needs) if need], dloss,
+                                                 create_graph=True))
+            return (*(next(grads) if need else None for need in needs[:4]), None)
+        x, t, computing = _computing(input, target)
+        scale = dloss.to(computing)
+        if ctx.reduction == "mean":
+            scale = scale / input.numel()
+        if weight is not None:
+            scale = scale * weight.to(computing)
+        p = None if pos_weight is None else pos_weight.to(computing)
+        dx = dt = dw = dp = None
+        if needs[0]:
+            if p is None:
+                dx = torch.sigmoid(x).sub_(t)
+            else:  # (1 - t) sigmoid(x) - p t sigmoid(-x)
+                dx = torch.lerp(torch.sigmoid(x), torch.sigmoid(x.neg()).mul_(p).neg_(), t)
+            dx = _grad(dx.mul_(scale), input)  # scale broadcasts to input's shape
+        if needs[1]:
+            if p is None:
+                dt = x.neg()
+            else:  # p softplus(-x) - softplus(x); softplus(x, -1) is -softplus(-x)
+                dt = F.softplus(x, -1.0).mul_(p).add_(F.softplus(x)).neg_()
+            dt = _grad(dt.mul_(scale), target)
+        if needs[2]:
+            unweighted = getattr(ctx, "unweighted", None)
+            if unweighted is None:  # the forward took the reference
+                unweighted = bce_with_logits_reference(x, t, None, "none", p)
+            up = dloss.to(computing)
+            dw = _grad((unweighted * (up / input.numel() if ctx.reduction == "mean" else up))
+                       .sum_to_size(weight.shape), weight)
+        if needs[3]:
+            dp = _grad((F.softplus(x, -1.0).mul_(t).mul_(scale).neg_()).sum_to_size(pos_weight.shape), pos_weight)
+        return dx, dt, dw, dp, None
+
+
+def _computing(input, target):
+    """input and target in the dtype the loss is computed in (float32, float64 if either is), and that dtype."""
+    computing = torch.float64 if torch.float64 in (input.dtype, target.dtype) else torch.float32
+    return input.to(computing), target.to(computing), computing
+
+
+def _grad(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return g if g.dtype == like.dtype else g.to(like.dtype)
 
 
 class _BCEOnePass(torch.autograd.Function):
     """bce_with_logits on float32 CPU tensors without weights: loss and gradient in one pass of _cpu_losses.
 
     The same formula as _BCEEager's (lerp(softplus(x), softplus(-x), t), split so that nothing cancels), with the
-    gradient sigmoid(x) - t computed alongside and kept for the backward, which is then one multiplication.
+    gradient sigmoid(x) - t computed alongside and kept for the backward, which is then one multiplication (and
+    one more for a target that requires grad: d / dt = -x).
     Infinite logits get their documented loss directly (no NaN check, so no host sync). The sum accumulates
     in double. A backward that must itself be differentiable (create_graph) computes the gradient anew in
     torch ops.
 
     The tensors the backward needs are ctx attributes rather than save_for_backward's saved variables, whose
     packing costs a fifth of a small call: the gradient is this function's own tensor, which nothing else can
-    modify, and input and target, read only by a create_graph backward, are checked there against the
+    modify, and input and target, read only by a create_graph backward or for d / d target, are checked there against the
     versions they had in the forward, as saved variables would be.
     """
 
@@ -211,14 +266,19 @@ class _BCEOnePass(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dloss):
-        if not torch.is_grad_enabled():
-            return ctx.grad * dloss, None, None
-        # create_graph: differentiable in input
         input, target = ctx.input, ctx.target
-        if (input._version, target._version) != ctx.versions:
-            raise RuntimeError("binary_cross_entropy_with_logits: its input or target was modified in place "
-                               "after the forward; a create_graph backward needs their values: clone them first")
-        return (torch.sigmoid(input) - target) * (dloss * ctx.scale), None, None
+        if ctx.needs_input_grad[1] or torch.is_grad_enabled():  # d / d target or create_graph: reads input, target
+            if (input._version, target._version) != ctx.versions:
+                raise RuntimeError("binary_cross_entropy_with_logits: its input or target was modified in place "
+                                   "after the forward; the backward needs their values: clone them first")
+        # d / d target = softplus(-x) - softplus(x) = -x
+        if not torch.is_grad_enabled():
+            dx = ctx.grad * dloss if ctx.needs_input_grad[0] else None
+            return dx, (input * (dloss * -ctx.scale) if ctx.needs_input_grad[1] else None), None
+        # create_graph: differentiable in input and target
+        scale = dloss * ctx.scale
+        return ((torch.sigmoid(input) - target) * scale if ctx.needs_input_grad[0] else None,
+                input * -scale if ctx.needs_input_grad[1] else None, None)
 
 
 def _one_pass(input, target, reduction: str, grad: torch.Tensor | None) -> tuple[torch.Tensor, float]:
@@ -259,12 +319,24 @@ def takes_one_pass(input: torch.Tensor) -> bool:
     return _cpu_losses is not None and input.dtype == torch.float32 and input.is_cpu
 
 
-def _eager_args(input, target, weight) -> bool:
-    """Whether _BCEEager takes these: d / d input only, and target and weight in input's computing dtype (its
-    in-place passes keep the first operand's dtype)."""
-    dtype = wide(input).dtype
-    return (not target.requires_grad and wide(target).dtype == dtype
-            and (weight is None or not weight.requires_grad and wide(weight).dtype == dtype))
+_REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}  # torch's own numbering (torch.nn._reduction)
+
+
+def _torchs(input, target, weight, pos_weight, reduction: str) -> torch.Tensor:
+    """torch's binary_cross_entropy_with_logits, called past its Python wrapper (whose checks the public function
+    has made): its formula, its rounding and its NaN for infinite logits; but computed in float32 (float64 if input
+    or target is) and rounded once to target's dtype, where torch would compute in a narrower dtype. A weight that
+    requires grad, which torch's op refuses, multiplies torch's unreduced loss."""
+    dtype = target.dtype
+    if input.dtype != dtype or dtype not in (torch.float32, torch.float64):
+        computing = torch.float64 if torch.float64 in (input.dtype, dtype) else torch.float32
+        input, target = input.to(computing), target.to(computing)
+    if weight is not None and weight.requires_grad:
+        loss = torch.binary_cross_entropy_with_logits(input, target, None, pos_weight, 0)
+        out = _reduce(loss * weight.to(loss.dtype), reduction)
+    else:
+        out = torch.binary_cross_entropy_with_logits(input, target, weight, pos_weight, _REDUCTION_ENUM[reduction])
+    return out if out.dtype == dtype else out.to(dtype)
 
 
 # ---------------------------------------------------------------- public function
@@ -275,12 +347,20 @@ def _check_tensor(name: str, what: str, t) -> None:
 
 
 def _check_broadcastable(name: str, what: str, t: torch.Tensor, shape: torch.Size) -> None:
-    try:
-        out = torch.broadcast_shapes(t.shape, shape)
-    except RuntimeError:
-        out = None
-    if out != shape:
+    # torch.broadcast_shapes(t.shape, shape) == shape, without its cost (tens of microseconds a call)
+    dims = t.shape
+    if len(dims) > len(shape) or any(a != b and a != 1 for a, b in zip(reversed(dims), reversed(shape))):
         raise RuntimeError(f"{name}: {what} of shape {tuple(t.shape)} does not broadcast to input shape {tuple(shape)}")
+
+
+def _plain_weight(t, shape: torch.Size) -> bool:
+    """Whether weight or pos_weight t is a floating-point tensor that broadcasts to input's shape (what the checks
+    of the public function let through unchanged)."""
+    if type(t) is not torch.Tensor or not t.is_floating_point():
+        return False
+    dims = t.shape
+    return dims == shape or len(dims) <= len(shape) and all(
+        a == b or a == 1 for a, b in zip(reversed(dims), reversed(shape)))
 
 
 def _suffix_broadcast(t: torch.Tensor | None, shape: torch.Size) -> bool:
@@ -303,15 +383,24 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
       float16 logits with float32 targets give a float32 loss, float32 with float64 a float64 loss, float32
       with float16 a float16 loss; weight and pos_weight do not change it. d loss / d input is in input's dtype.
     - Precision: computed in float32 (float64 when input or target is float64) and rounded once to the
-      result dtype; stable for logits of any magnitude.
+      result dtype (torch computes float16 and bfloat16 in their own dtype). Without weight and pos_weight, in
+      float32 (float16, bfloat16 logits are computed on float32 copies), fastgan's formula is stable for logits
+      of any magnitude, where torch's (1 - t) x - logsigmoid(x) cancels (x << 0 with t near 0: a confident
+      discriminator's fake logits). With weight or pos_weight, or in float64, on the CPU (and wherever no
+      Triton kernel runs), the loss is torch's own op's, which is as fast as fastgan's would be there: torch's
+      formula and rounding, and d / d target from it.
     - weight and pos_weight: floating-point, integer or bool tensors, as torch's, converted to the dtype the
       loss is computed in, so each counts as its value (torch raises for a bool pos_weight, and computes
       pos_weight - 1 in the integer dtype, which wraps around for a uint8 pos_weight of 0).
-    - Infinite logits (the difference): the loss is the limit, +inf, where the target disagrees with the
-      logit (x = -inf with t > 0, x = +inf with t < 1), on every path; torch gives NaN for x = -inf with
-      t = 1 (its (1 - t) x - logsigmoid(x) is -inf + inf there) and +inf for x = +inf with t = 0. Where the
-      target agrees exactly (x = +inf with t = 1, x = -inf with t = 0) the loss is NaN (0 * inf), as
-      torch's. The gradient stays finite, as torch's.
+    - Infinite logits (the difference, where fastgan's formula runs: every Triton path, and the CPU's without
+      weight and pos_weight and not in float64): the loss is the limit, +inf, where the target disagrees with
+      the logit (x = -inf with t > 0, x = +inf with t < 1); torch gives NaN for x = -inf with t = 1 (its
+      (1 - t) x - logsigmoid(x) is -inf + inf there) and +inf for x = +inf with t = 0. Where the target agrees
+      exactly (x = +inf with t = 1, x = -inf with t = 0) the loss is NaN (0 * inf), as torch's. The gradient
+      stays finite, as torch's. Where torch's op runs, its values: NaN for x = -inf with t = 1.
+    - Gradients: for input and target as torch's; also for a weight or pos_weight that requires grad (torch's
+      op refuses them): d / d weight is the unweighted loss (torch's, times the upstream gradient), d / d
+      pos_weight t softplus(-x) (fastgan's formula), each summed to the argument's shape.
     - Errors name the argument and what is wrong with it, with torch's exception types: TypeError when an
       argument is not a tensor (torch raises it for weight and pos_weight; for input and target its
       AttributeError is an accident of calling .size()); RuntimeError when input or target is not
@@ -319,21 +408,34 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
       is complex or does not broadcast to input's shape; ValueError when target's shape differs from
       input's (no broadcasting, as torch's) or reduction is unknown.
 
-    Runs as the fused op fastgan::bce_with_logits (loss and d loss / d input in one launch). It falls
-    back to the reference, which autograd differentiates directly, when target, weight or
-    pos_weight requires grad (the kernel computes d / d input only), when weight or pos_weight
-    broadcast other than as a trailing block of input's shape (e.g. a per-row weight of shape (N, 1)),
-    for float64 input or target (the kernel accumulates in float32) and for empty inputs.
+    On the CPU: float32 logits and targets without weights take fastgan.fused._cpu_losses (loss and gradient in
+    one pass; d / d target = -x), float16 and bfloat16 ones the same on float32 copies; the rest calls torch's op
+    (a pos_weight that requires grad: _BCEEager). With a Triton kernel (CUDA): the fused op
+    fastgan::bce_with_logits (loss and d loss / d input in one launch). It falls back to the reference, which
+    autograd differentiates directly, when target, weight or pos_weight requires grad (the kernel computes
+    d / d input only), when weight or pos_weight broadcast other than as a trailing block of input's shape (e.g.
+    a per-row weight of shape (N, 1)), for float64 input or target (the kernel accumulates in float32) and for
+    empty inputs.
     """
-    if (weight is None and pos_weight is None and type(input) is torch.Tensor and type(target) is torch.Tensor
-            and input.dtype == target.dtype and input.shape == target.shape and input.is_floating_point()
-            and not target.requires_grad and reduction in REDUCTIONS and runs_eager(input, MIN_NUMEL_LOSS)
-            and not torch.compiler.is_compiling()):  # the common call, checked in one expression
-        if takes_one_pass(input):
-            if input.requires_grad and torch.is_grad_enabled():
-                return _BCEOnePass.apply(input, target, reduction)
-            return _one_pass(input, target, reduction, None)[0]  # no graph: no gradient to compute
-        return _BCEEager.apply(input, target, None, reduction)
+    if (type(input) is torch.Tensor and type(target) is torch.Tensor and input.shape == target.shape
+            and input.is_floating_point() and target.is_floating_point() and reduction in REDUCTIONS
+            and runs_eager(input, MIN_NUMEL_LOSS) and not torch.compiler.is_compiling()):  # CPU calls, checked at once
+        if weight is None and pos_weight is None:
+            if input.dtype == target.dtype == torch.float32:
+                if _cpu_losses is not None and input.is_cpu:
+                    if (input.requires_grad or target.requires_grad) and torch.is_grad_enabled():
+                        return _BCEOnePass.apply(input, target, reduction)
+                    return _one_pass(input, target, reduction, None)[0]  # no graph: no gradient to compute
+                return _BCEEager.apply(input, target, None, None, reduction)
+            if torch.float64 not in (input.dtype, target.dtype):  # float16, bfloat16: the float32 path, rounded once
+                out = binary_cross_entropy_with_logits(input.float(), target.float(), None, reduction)
+                return out.to(target.dtype)
+            return _torchs(input, target, None, None, reduction)
+        if ((weight is None or _plain_weight(weight, input.shape))
+                and (pos_weight is None or _plain_weight(pos_weight, input.shape))):
+            if pos_weight is not None and pos_weight.requires_grad:  # torch's op has no d / d pos_weight
+                return _BCEEager.apply(input, target, weight, pos_weight, reduction)
+            return _torchs(input, target, weight, pos_weight, reduction)
     name = "binary_cross_entropy_with_logits"
     _check_tensor(name, "input", input)
     _check_tensor(name, "target", target)
@@ -359,10 +461,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
         checked.append(t)
     weight, pos_weight = checked
     if runs_eager(input, MIN_NUMEL_LOSS):
-        # Traced, the reference: _BCEEager's NaN check reads a value, which would break the graph.
-        if pos_weight is None and _eager_args(input, target, weight) and not torch.compiler.is_compiling():
-            return _BCEEager.apply(input, target, weight, reduction)
-        return bce_with_logits_reference(input, target, weight, reduction, pos_weight)
+        if torch.compiler.is_compiling():  # traced: the NaN checks of the paths below read a value
+            return bce_with_logits_reference(input, target, weight, reduction, pos_weight)
+        if pos_weight is not None and pos_weight.requires_grad:
+            return _BCEEager.apply(input, target, weight, pos_weight, reduction)
+        return _torchs(input, target, weight, pos_weight, reduction)
     fused = (input.numel() > 0 and computing != torch.float64
              and _suffix_broadcast(weight, input.shape) and _suffix_broadcast(pos_weight, input.shape)
              and not any(t is not None and t.requires_grad for t in (target, weight, pos_weight)))
