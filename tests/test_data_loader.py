@@ -14,7 +14,7 @@ import torch
 from fastgan.data import ArrayDataset, Loader, PackedDataset
 from fastgan.data.format import write_fgd
 from fastgan.data.loader import (BFLOAT16_LUT, FLOAT32_LUT, NORMALISE_OFFSET, NORMALISE_SCALE, describe,
-                                 epoch_permutation, rank_order)
+                                 epoch_permutation, normalise, rank_order)
 
 try:
     from fastgan import _loader as native
@@ -176,6 +176,48 @@ def test_normalisation_is_the_documented_float32_formula():
     assert torch.equal(torch.from_numpy(BFLOAT16_LUT.view(np.int16)).view(torch.bfloat16), as_torch)
 
 
+@pytest.mark.parametrize("dtype, table", [(torch.float32, FLOAT32_LUT), (torch.bfloat16, BFLOAT16_LUT)])
+def test_normalise_maps_every_byte_value_to_the_documented_table(dtype, table):
+    values = torch.arange(256, dtype=torch.uint8)
+    as_bits = torch.int32 if dtype == torch.float32 else torch.int16
+    expected = torch.from_numpy(table.view(np.int32 if dtype == torch.float32 else np.int16))
+    assert torch.equal(normalise(values, dtype).view(as_bits), expected)
+    # Non-contiguous, channels_last and empty inputs keep their shape and values.
+    images = torch.arange(2 * 3 * 5 * 4, dtype=torch.uint8).reshape(2, 3, 5, 4)
+    for x in (images.transpose(2, 3), images.to(memory_format=torch.channels_last), images[:, :, :, ::2],
+              images[:0]):
+        out = normalise(x, dtype)
+        assert out.dtype == dtype and out.shape == x.shape
+        assert torch.equal(out.view(as_bits), expected[x.long()])
+
+
+def test_normalise_rejects_what_is_not_a_uint8_batch():
+    with pytest.raises(ValueError, match="images must be uint8"):
+        normalise(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.bfloat16"):
+        normalise(torch.zeros(2, 3, dtype=torch.uint8), torch.float16)
+
+
+@pytest.mark.parametrize("backend", ["native", "python"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_normalise_on_device_gives_the_same_batches(backend, dtype):
+    if backend == "native" and native is None:
+        pytest.skip("fastgan._loader is not built")
+    data = _dataset(n=50, w=16)
+    kwargs = dict(batch_size=8, seed=2, hflip=True, dtype=dtype, backend=backend, drop_last=False)
+    on_device = Loader(data, normalise_on_device=True, **kwargs)
+    assert on_device._gathered == torch.uint8
+    for epoch in (0, 3):
+        on_device.set_epoch(epoch)
+        plain = Loader(data, **kwargs)
+        plain.set_epoch(epoch)
+        pairs = list(zip(_epoch(on_device), _epoch(plain)))
+        assert len(pairs) == len(plain)
+        for (xa, ya), (xb, yb) in pairs:
+            assert xa.dtype == xb.dtype == dtype
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
 @pytest.mark.parametrize("backend", ["native", "python"])
 def test_batches_equal_the_closed_form_of_gather_flip_normalise(backend):
     if backend == "native" and native is None:
@@ -333,6 +375,7 @@ def test_an_unknown_backend_argument_is_an_error_naming_the_choices(monkeypatch)
     (dict(batch_size=4, dtype=torch.float16), "dtype must be"),
     (dict(batch_size=4, rank=2, world_size=2), "rank < world_size"),
     (dict(batch_size=4, prefetch=0), "prefetch must be"),
+    (dict(batch_size=4, dtype=torch.uint8, normalise_on_device=True), "with dtype=torch.uint8 leave it off"),
 ])
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -1,7 +1,7 @@
 """Datasets: the packed .fgd format, the fast batch loader, the dataset tool, built-in and toy datasets, sequences."""
 from .builtin import IMAGE_DATASETS, digits, load_image_dataset
 from .kinds import KINDS, dataset_kind
-from .loader import Loader, epoch_permutation
+from .loader import Loader, epoch_permutation, normalise
 from .packed import ArrayDataset, PackedDataset
 from .prepare import prepare
 from .sequences import SequenceLoader, load_sequences
@@ -24,6 +24,7 @@ __all__ = [
     "load_image_dataset",
     "load_sequences",
     "load_toy",
+    "normalise",
     "prepare",
     "ring8",
     "sines",
