@@ -197,14 +197,18 @@ _g_loss_op.register_autograd(_g_backward, setup_context=_g_setup)
 
 
 # ---------------------------------------------------------------- fast eager paths
+
+# From this many logits (both batches together) a bce-type loss that records a graph takes the one-pass extension
+# behind an autograd.Function; below, torch's ops (see _one_pass).
+ONE_PASS_MIN_NUMEL = 1 << 15
+
 # The references' formulas in the fewest torch ops, differentiated by autograd (to any order). softplus(x, -1)
 # is logsigmoid(x) in one vectorised pass (log_sigmoid's own kernel also writes a buffer, at several times
 # the cost); like logsigmoid it never forms sigmoid(x), so |x| up to 1e4 stays finite and exact.
 
 class _BCEMeansOnePass(torch.autograd.Function):
     """sum over i of mean(bce(logits_i, targets[i])), each target one value: d_loss's bce (real logits against
-    1 - label_smoothing, fake against 0), g_loss's ns (fake against 1) and rpgan (the pairs' differences
-    fake - real against 0, softplus(fake - real) being their bce) on float32 CPU logits, each mean and
+    1 - label_smoothing, fake against 0) and g_loss's ns (fake against 1) on float32 CPU logits, each mean and
     its gradient in one pass of fastgan.fused._cpu_losses (fastgan.fused.bce_with_logits._BCEOnePass explains the
     formula, and why the tensors are ctx attributes). The backward scales the kept gradients; a create_graph
     backward computes them anew in torch ops.
@@ -233,30 +237,68 @@ class _BCEMeansOnePass(torch.autograd.Function):
 
 
 def _bce_means(targets: tuple[float, ...], *logits: torch.Tensor) -> torch.Tensor:
-    if logits[0].requires_grad or logits[-1].requires_grad:  # logits: one or two tensors
-        if torch.is_grad_enabled():
-            return _BCEMeansOnePass.apply(targets, *logits)
     total = 0.0
     for x, t in zip(logits, targets):
         total += one_pass_mean(x, t, None)
     return torch.full((), total, dtype=torch.float32)  # whatever torch's default dtype
 
 
-def _one_pass(*logits: torch.Tensor) -> bool:
-    """Whether the bce-type losses on these logits take fastgan.fused._cpu_losses (not while tracing: torch.compile
-    sees the torch ops below)."""
+class _RpGANOnePass(torch.autograd.Function):
+    """mean softplus(fake - real) on float32 CPU logits: the differences (no graph of their own) and their mean and
+    gradient in one pass of fastgan.fused._cpu_losses (softplus(d) is bce(d, target 0)); d / d fake = sigmoid(d) / N,
+    d / d real its negation. A create_graph backward computes them anew in torch ops."""
+
+    @staticmethod
+    def forward(ctx, real, fake):
+        d = fake - real
+        grad = torch.empty_like(d, memory_format=torch.contiguous_format)
+        mean = one_pass_mean(d, 0.0, grad)
+        ctx.grad, ctx.real, ctx.fake, ctx.versions = grad, real, fake, (real._version, fake._version)
+        return torch.full((), mean, dtype=torch.float32)  # whatever torch's default dtype
+
+    @staticmethod
+    def backward(ctx, dloss):
+        if not torch.is_grad_enabled():
+            g = ctx.grad * dloss
+            return g.neg(), g
+        real, fake = ctx.real, ctx.fake
+        if (real._version, fake._version) != ctx.versions:
+            raise RuntimeError("GAN loss: its logits were modified in place after the forward; a create_graph "
+                               "backward needs their values: clone them first")
+        g = torch.sigmoid(fake - real) * (dloss / fake.numel())
+        return -g, g
+
+
+def _one_pass(*logits: torch.Tensor) -> int:
+    """How the bce-type losses on these logits run: 0, torch ops; 1, fastgan.fused._cpu_losses without a graph; 2,
+    _cpu_losses behind an autograd.Function. torch.compile traces the torch ops. With a graph, the Function costs
+    a few microseconds a call more than torch's own autograd nodes, which its one pass wins back only from
+    ONE_PASS_MIN_NUMEL logits (bench.eager_ops): below that, torch's ops."""
+    numel = 0
     for x in logits:
         if not takes_one_pass(x):
-            return False
-    return not torch.compiler.is_compiling()
+            return 0
+        numel += x.numel()
+    if torch.compiler.is_compiling():
+        return 0
+    if not (torch.is_grad_enabled() and (logits[0].requires_grad or logits[-1].requires_grad)):
+        return 1
+    return 2 if numel >= ONE_PASS_MIN_NUMEL else 0
 
 
 def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -> torch.Tensor:
-    if kind == "bce" and _one_pass(real_logits, fake_logits):
-        return _bce_means((1.0 - label_smoothing, 0.0), real_logits, fake_logits)
-    if kind == "rpgan" and _one_pass(real_logits, fake_logits):
-        # softplus(f - r) is bce(f - r, target 0): one pass over the differences, autograd splits the gradient.
-        return _bce_means((0.0,), fake_logits - real_logits)
+    if kind == "bce":
+        how = _one_pass(real_logits, fake_logits)
+        if how == 1:
+            return _bce_means((1.0 - label_smoothing, 0.0), real_logits, fake_logits)
+        if how == 2:
+            return _BCEMeansOnePass.apply((1.0 - label_smoothing, 0.0), real_logits, fake_logits)
+    elif kind == "rpgan":
+        how = _one_pass(real_logits, fake_logits)
+        if how == 1:  # softplus(f - r) is bce(f - r, target 0)
+            return _bce_means((0.0,), fake_logits - real_logits)
+        if how == 2:
+            return _RpGANOnePass.apply(real_logits, fake_logits)
     r, f = wide(real_logits), wide(fake_logits)
     if kind == "rpgan":
         return F.softplus(f - r).mean()
@@ -276,8 +318,12 @@ def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -
 
 
 def _g_loss_eager(fake_logits, kind: str) -> torch.Tensor:
-    if kind == "ns" and _one_pass(fake_logits):
-        return _bce_means((1.0,), fake_logits)
+    if kind == "ns":
+        how = _one_pass(fake_logits)
+        if how == 1:
+            return _bce_means((1.0,), fake_logits)
+        if how == 2:
+            return _BCEMeansOnePass.apply((1.0,), fake_logits)
     f = wide(fake_logits)
     if kind == "ns":
         return F.softplus(f, -1.0).mean().neg()
