@@ -441,3 +441,14 @@ def test_describe_says_which_loader_is_used_and_why(monkeypatch):
         assert describe() == "data loader: native (FASTGAN_LOADER=native)"
     else:
         assert describe() == "data loader: python (fastgan._loader not built)"
+
+
+@pytest.mark.parametrize("device, on_device", [("cpu", False), ("cuda", True), ("cuda:1", True)])
+def test_training_normalises_on_the_device_only_on_a_gpu(device, on_device):
+    from types import SimpleNamespace
+
+    from fastgan.train.real_data import ImageData
+
+    config = SimpleNamespace(dataset="digits", resolution=8, batch_size=16, seed=0, hflip=False)
+    data = ImageData(config, SimpleNamespace(rank=0, world_size=1), device)  # builds the loader, moves nothing yet
+    assert data.loader.normalise_on_device is on_device and data.loader.dtype == torch.float32
