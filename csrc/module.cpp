@@ -37,7 +37,7 @@ py::dict parse_header_py(py::bytes data, std::uint64_t file_size) {
 
 const char* const kIsaNames[] = {"baseline", "avx2", "avx512"};
 
-// The names of the conversion forms this CPU runs, narrowest first.
+// The names of the pixel loops' vector forms this CPU runs, narrowest first.
 py::tuple supported_isas() {
   py::list names;
   for (int i = 0; i <= int(fastgan::best_isa()); ++i) names.append(kIsaNames[i]);
@@ -172,7 +172,7 @@ PYBIND11_MODULE(_loader, m) {
   m.attr("FORMAT_VERSION") = fastgan::kFormatVersion;
 
   m.def("supported_isas", &supported_isas,
-        "Names of the float32 conversion forms this CPU runs, narrowest first ('baseline', then 'avx2', "
+        "Names of the pixel loops' vector forms this CPU runs, narrowest first ('baseline', then 'avx2', "
         "'avx512' where the CPU has them); a BatchStream uses the last unless given isa=.");
 
   m.def("parse_header", &parse_header_py, py::arg("data"), py::arg("file_size"),
@@ -189,7 +189,7 @@ PYBIND11_MODULE(_loader, m) {
                             "dtype 'uint8' copies the bytes; 'float32' is float32(x) * scale + offset, each "
                             "operation rounded to float32; 'bfloat16' is that rounded to nearest even, returned "
                             "as uint16 bit patterns. Worker threads run without the GIL; each returned array "
-                            "owns its buffer. isa picks the float32 conversion's form (all write the same "
+                            "owns its buffer. isa picks the pixel loops' vector form (all write the same "
                             "bits; unset: the widest this CPU runs, see supported_isas).")
       .def(py::init<py::array, py::object, py::array_t<std::int64_t, py::array::c_style>, py::object,
                     std::size_t, const std::string&, int, int, float, float, std::shared_ptr<fastgan::BufferPool>,

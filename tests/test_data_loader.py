@@ -88,18 +88,19 @@ def test_native_batches_start_on_a_cache_line(dtype):
 
 
 @needs_native
-def test_every_conversion_form_is_listed_from_the_baseline_up():
+def test_every_vector_form_is_listed_from_the_baseline_up():
     isas = native.supported_isas()
     assert isas[0] == "baseline" and list(isas) == ["baseline", "avx2", "avx512"][:len(isas)]
 
 
 @needs_native
-@pytest.mark.parametrize("width", [1, 7, 8, 9, 15, 16, 17, 24, 28, 32, 64, 100])
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 15, 16, 17, 24, 28, 31, 32, 33, 64, 65, 96, 100])
 @pytest.mark.parametrize("channels, height", [(1, 1), (3, 5)])
-def test_every_conversion_form_writes_the_documented_table(width, channels, height):
-    # Widths that are and are not whole AVX2 (8) and AVX-512 (16) vectors, and sample sizes that leave
-    # later samples off the buffer's 64-byte alignment, mirrored and not: the vector forms, their one-pass
-    # mirror, the scratch mirror and the scalar head and tail all run, and each must equal the table.
+def test_every_vector_form_writes_the_documented_table(width, channels, height):
+    # Widths that are and are not whole AVX2 (8 floats, 32 mirrored bytes) and AVX-512 (16 floats) vectors,
+    # and sample sizes that leave later samples off the buffer's 64-byte alignment, mirrored and not: the
+    # vector forms, their one-pass mirror, the scratch mirror and the scalar heads and tails all run, and
+    # each must equal the table (uint8: the bytes themselves).
     images = np.random.default_rng(width).integers(0, 256, size=(11, channels, height, width), dtype=np.uint8)
     images[0].flat[:256] = np.arange(min(256, images[0].size))
     order = np.random.default_rng(1).permutation(11)
@@ -107,10 +108,12 @@ def test_every_conversion_form_writes_the_documented_table(width, channels, heig
     expected = images[order]
     expected[flips == 1] = expected[flips == 1][..., ::-1]
     for isa in native.supported_isas():
-        stream = native.BatchStream(images, None, order, flips, 4, "float32", 2, 2, scale=NORMALISE_SCALE,
-                                    offset=NORMALISE_OFFSET, isa=isa)
-        got = np.concatenate([x for x, _ in stream])
-        np.testing.assert_array_equal(got.view(np.uint32), FLOAT32_LUT[expected].view(np.uint32), err_msg=isa)
+        for dtype, table in (("uint8", np.arange(256, dtype=np.uint8)), ("float32", FLOAT32_LUT),
+                             ("bfloat16", BFLOAT16_LUT)):
+            normalise_args = {} if dtype == "uint8" else dict(scale=NORMALISE_SCALE, offset=NORMALISE_OFFSET)
+            stream = native.BatchStream(images, None, order, flips, 4, dtype, 2, 2, isa=isa, **normalise_args)
+            got = np.concatenate([x for x, _ in stream])
+            np.testing.assert_array_equal(got.view(np.uint8), table[expected].view(np.uint8), err_msg=f"{isa} {dtype}")
 
 
 @pytest.mark.parametrize("backend", ["native", "python"])
