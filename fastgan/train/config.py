@@ -82,7 +82,7 @@ class TrainConfig:
     # Faults and scale-out
     max_nonfinite: int = setting(3, "consecutive updates with non-finite loss or gradients (each skipped) before "
                                     "training stops", at_least=1)
-    on_divergence: str = setting("stop", "what a run does when it diverges (README: When things go wrong): stop "
+    on_divergence: str = setting("stop", "what a run does when it diverges (docs/reliability.md): stop "
                                          "(exit status 1, its last healthy checkpoint kept) or continue (training "
                                          "goes on; the last healthy checkpoint is kept as checkpoint.healthy.pt)",
                                  ("stop", "continue"))
