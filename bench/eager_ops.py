@@ -27,8 +27,8 @@ per-call overhead (listed again after the table as a multiple of torch's). Three
 on the inputs detached (nothing records a graph); "fwd" the forward on inputs that require grad, so it builds the
 autograd graph as in training; "fwd+bwd" adds torch.autograd.grad of the output (with a fixed upstream gradient
 for the epilogues) w.r.t. every input that requires grad. Times are
-torch.utils.benchmark's blocked_autorange medians; a row reports the median over rounds. ratio = eager
-time / fastgan time: above 1, fastgan is faster. Before timing, each row checks that the two agree (values
+medians over blocks of calls, fastgan's and eager's blocks taking turns (time_cases); a row reports the median
+over rounds. ratio = eager time / fastgan time: above 1, fastgan is faster. Before timing, each row checks that the two agree (values
 and gradients).
 
 The table goes to stdout and to bench/results/eager-ops-<device>-<date>-<HHMM>.md with the device, date, versions,
@@ -41,12 +41,12 @@ import datetime
 import os
 import platform
 import statistics
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
-import torch.utils.benchmark as benchmark
 
 from bench import baselines
 from bench.system import cpu_model, write_result
@@ -221,21 +221,42 @@ def check(case: Case) -> None:
                                    msg=lambda m: f"{case.op} {case.size}: fastgan disagrees with eager: {m}")
 
 
+BLOCKS = 10  # per implementation, per pass, per round
+
+
+def _block_time(run: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        run()
+    return (time.perf_counter() - start) / number
+
+
 def time_cases(all_cases: list[Case], rounds: int,
                min_run_time: float) -> dict[tuple[str, str, str, str], list[float]]:
-    """Each round's blocked_autorange median (seconds), keyed by (op, size, pass, impl)."""
+    """Each round's median time per call (seconds), keyed by (op, size, pass, impl).
+
+    Within a round the two implementations take turns in short blocks (BLOCKS each, about min_run_time / BLOCKS
+    seconds a block, the first of the pair alternating), so a burst of load on the shared machine falls on both
+    rather than on whichever ran during it; a round's time is the median of its blocks."""
     samples: dict[tuple[str, str, str, str], list[float]] = {}
-    for r in range(rounds):
-        order = ("fastgan", "eager") if r % 2 == 0 else ("eager", "fastgan")
+    for _ in range(rounds):
         for case in all_cases:
             for pass_ in PASSES:
-                for impl in order:
-                    run = case.runner(impl, pass_)
-                    if run is None:
-                        continue
-                    timer = benchmark.Timer("run()", globals={"run": run})
-                    m = timer.blocked_autorange(min_run_time=min_run_time).median
-                    samples.setdefault((case.op, case.size, pass_, impl), []).append(m)
+                runs = {impl: case.runner(impl, pass_) for impl in ("fastgan", "eager")}
+                if runs["fastgan"] is None:
+                    continue
+                for run in runs.values():  # warm up (allocator, autograd caches)
+                    run()
+                    run()
+                number = 1
+                while _block_time(runs["fastgan"], number) * number < min_run_time / BLOCKS / 2:
+                    number *= 2
+                blocks: dict[str, list[float]] = {"fastgan": [], "eager": []}
+                for i in range(BLOCKS):
+                    for impl in ("fastgan", "eager") if i % 2 == 0 else ("eager", "fastgan"):
+                        blocks[impl].append(_block_time(runs[impl], number))
+                for impl, times in blocks.items():
+                    samples.setdefault((case.op, case.size, pass_, impl), []).append(statistics.median(times))
     return samples
 
 
@@ -286,7 +307,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1, steadier on a shared machine)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; a row reports their median")
-    p.add_argument("--min-run-time", type=float, default=0.2, help="seconds per blocked_autorange")
+    p.add_argument("--min-run-time", type=float, default=0.2, help="seconds per implementation, pass and round, in blocks")
     p.add_argument("--ops", default=None, help="comma-separated ops to time (default: all)")
     p.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = p.parse_args(argv)
