@@ -145,3 +145,15 @@ def test_license_and_citation_match_pyproject():
     citation = (ROOT / "CITATION.cff").read_text()
     assert re.search(rf"^version: \"?{re.escape(project['version'])}\"?$", citation, re.M)
     assert re.search(r"^license: Apache-2.0$", citation, re.M)
+
+
+def test_model_docs_figures_are_in_results_md_or_the_files_they_name():
+    """docs/models.md summarises docs/results.md and a few results files: each decimal figure it gives is in one
+    of them."""
+    text = (ROOT / "docs" / "models.md").read_text()
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    sources = [ROOT / "docs" / "results.md", *(ROOT / f for f in set(re.findall(r"bench/results/[\w.-]+\.md", text)))]
+    source = " ".join(p.read_text() for p in sources).replace(",", "")
+    for n in sorted(set(numbers(" ".join(re.findall(r"\d[\d,]*\.\d+", prose))))):
+        assert re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", source), (
+            f"docs/models.md gives {n}, which neither docs/results.md nor the results files it names contain")
