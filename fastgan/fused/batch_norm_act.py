@@ -255,7 +255,8 @@ def _batch_norm_act_eager(x, weight, bias, running_mean, running_var, training: 
                     weight, bias)
     else:
         y = F.batch_norm(wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
-    return ACT_IN_PLACE[act](y, alpha).to(x.dtype)
+    y = ACT_IN_PLACE[act](y, alpha)
+    return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 def _eager_dtypes_match(x, *params) -> bool:

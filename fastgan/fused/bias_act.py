@@ -205,7 +205,9 @@ def _bias_act_eager(x, b, act: str, alpha: float, gain: float, clamp: float | No
         y = y * gain
     if clamp is not None:
         y = y.clamp(-clamp, clamp)
-    return x.clone() if y is x else y.to(x.dtype)
+    if y is x:
+        return x.clone()
+    return y if y.dtype == x.dtype else y.to(x.dtype)  # (y.to(its own dtype) still costs a dispatch)
 
 
 # ---------------------------------------------------------------- public function

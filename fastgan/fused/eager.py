@@ -30,8 +30,8 @@ def runs_eager(t: torch.Tensor, min_numel: int) -> bool:
 # it because each backward reads the activation's output, which is what is kept.
 ACT_IN_PLACE: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
     "linear": lambda y, a: y,
-    "relu": lambda y, a: F.relu(y, inplace=True),
-    "lrelu": lambda y, a: F.leaky_relu(y, a, inplace=True),
+    "relu": lambda y, a: y.relu_(),  # (the C functions themselves: F.relu(inplace=True)'s wrapper costs ~0.5 us)
+    "lrelu": lambda y, a: F.leaky_relu_(y, a),
     "tanh": lambda y, a: y.tanh_(),
     "sigmoid": lambda y, a: y.sigmoid_(),
 }

@@ -274,16 +274,19 @@ def _one_pass(*logits: torch.Tensor) -> int:
     _cpu_losses behind an autograd.Function. torch.compile traces the torch ops. With a graph, the Function costs
     a few microseconds a call more than torch's own autograd nodes, which its one pass wins back only from
     ONE_PASS_MIN_NUMEL logits (bench.eager_ops): below that, torch's ops."""
-    numel = 0
+    graph = torch.is_grad_enabled() and (logits[0].requires_grad or logits[-1].requires_grad)
+    if graph:  # the common training call below the size is decided first, at the least cost
+        numel = 0
+        for x in logits:
+            numel += x.numel()
+        if numel < ONE_PASS_MIN_NUMEL:
+            return 0
     for x in logits:
         if not takes_one_pass(x):
             return 0
-        numel += x.numel()
     if torch.compiler.is_compiling():
         return 0
-    if not (torch.is_grad_enabled() and (logits[0].requires_grad or logits[-1].requires_grad)):
-        return 1
-    return 2 if numel >= ONE_PASS_MIN_NUMEL else 0
+    return 2 if graph else 1
 
 
 def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -> torch.Tensor:
