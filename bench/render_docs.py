@@ -55,7 +55,7 @@ HELP_COLUMNS = "100"  # argparse wraps --help to the terminal's width; the pages
 def results_text(key: str) -> str:
     path = RESULTS / PINNED[key]
     if not path.is_file():
-        raise SystemExit(f"render_docs: PINNED[{key!r}] names {path.relative_to(ROOT)}, which does not exist: "
+        raise SystemExit(f"render_docs: PINNED[{key!r}] names bench/results/{PINNED[key]}, which does not exist: "
                          f"pin a file that is in bench/results/")
     return path.read_text()
 
@@ -119,10 +119,6 @@ def machine(key: str) -> str:
     return device.split(";")[0]
 
 
-def ratio(value: str) -> float:
-    return float(value.rstrip("x").replace(",", ""))
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Figures
 
@@ -144,19 +140,28 @@ def step_summary(key: str = "step") -> str:
 
 
 def threads(key: str) -> str:
-    match = re.search(r"(\d+) thread", meta(results_text(key), "device"))
+    device = meta(results_text(key), "device")
+    match = re.search(r"(\d+) thread", device) or re.search(r"threads (\d+)", device)
     return f"{match.group(1)} thread{'s' if match.group(1) != '1' else ''}" if match else ""
 
 
-LOSS_OPS = ("bce_with_logits", "d_loss", "g_loss", "d_loss_rpgan", "g_loss_rpgan")
+def leading(value: str) -> float:
+    """The number a cell starts with ('1,195,728', '1.23x', '1.23 (1.10-1.30)')."""
+    match = re.match(r"[\d,]*\.?\d+", value.strip())
+    if not match:
+        raise ValueError(f"no number in {value!r}")
+    return float(match.group(0).replace(",", ""))
 
 
 def ops_ranges(key: str = "ops") -> tuple[str, int, int]:
-    """Per op, the min-max of the fwd+bwd ratio over sizes; and how many rows of how many are below 1."""
+    """Per op, the min-max of the fwd+bwd ratio (median of rounds) over its sizes; and how many rows of how many
+    are below 1. Rows without a fwd+bwd measurement ('-') are left out."""
     (_, rows), *_ = tables(results_text(key))
     spans: dict[str, list[float]] = {}
     for row in rows:
-        spans.setdefault(row["op"], []).append(ratio(column(row, "fwd+bwd ratio", key)))
+        cell = column(row, "fwd+bwd ratio", key)
+        if cell.strip() != "-":
+            spans.setdefault(row["op"], []).append(leading(cell))
     below = sum(value < 1.0 for values in spans.values() for value in values)
     total = sum(len(values) for values in spans.values())
     text = ", ".join(f"{op} {min(v):.2f}-{max(v):.2f}x" for op, v in spans.items())
@@ -164,31 +169,35 @@ def ops_ranges(key: str = "ops") -> tuple[str, int, int]:
 
 
 def loader_summary(key: str = "loader") -> str:
-    """Per image size: fastgan's C++ loader against the fastest torch DataLoader row, best images/s."""
+    """Per image size: fastgan's C++ loader against the fastest torch DataLoader row, in the file's images/s
+    column (the best round in the files of November, the median of rounds since)."""
     parts = []
     for heading, rows in tables(results_text(key)):
-        ours = next(r for r in rows if r["loader"].startswith("fastgan C++"))
-        theirs = max((r for r in rows if r["loader"].startswith("torch")),
-                     key=lambda r: ratio(column(r, "images/s, best", key)))
-        size = heading.split(":")[0]
-        best_ours, best_theirs = column(ours, "images/s, best", key), column(theirs, "images/s, best", key)
-        speed = ratio(best_ours) / ratio(best_theirs)
-        parts.append(f"{size}: {best_ours} vs {best_theirs} img/s ({speed:.1f}x)")
+        name = next(iter(rows[0]))  # 'loader' or 'contender'
+        rate = next(k for k in rows[0] if k.startswith("images/s"))
+        ours = next(r for r in rows if r[name].startswith("fastgan C++"))
+        theirs = max((r for r in rows if r[name].startswith("torch")), key=lambda r: leading(r[rate]))
+        a, b = leading(ours[rate]), leading(theirs[rate])
+        which = "best round" if "best" in rate else "median of rounds"
+        parts.append(f"{heading.split(':')[0]}: {a:,.0f} vs {b:,.0f} img/s ({a / b:.1f}x; {which})")
     return "; ".join(parts)
 
 
 def fid_summary(key: str = "fid") -> str:
-    """Each method's time, and the speed-up line(s), of a bench.fid file."""
+    """Each table of a bench.fid file (feature extraction, the Fréchet distance): fastgan's time against the
+    other row's, and the file's speed-up line for it."""
     text = results_text(key)
-    parts = []
-    for _, rows in tables(text)[:1]:
-        for row in rows:
-            seconds = next(v for k, v in row.items() if re.search(r"\bs\b|seconds", k))
-            parts.append(f"{row[next(iter(row))]}: {seconds} s")
     speedups = re.findall(r"^speed-up: \*\*([^*]+)\*\*", text, re.M)
     agree = re.search(r"relative difference of the two FIDs: (\S+)", text)
-    tail = f" ({', '.join(speedups)}" + (f"; FIDs agree to {agree.group(1)}" if agree else "") + ")"
-    return "; ".join(parts) + (tail if speedups else "")
+    parts = []
+    for (heading, rows), speedup in zip(tables(text), speedups):
+        first = next(iter(rows[0]))
+        seconds = next(k for k in rows[0] if k.startswith("median s"))
+        rows = sorted(rows, key=lambda r: "fastgan" not in r[first])
+        times = " vs ".join(f"{re.sub(r' [(].*', '', r[first])} {r[seconds]} s" for r in rows)
+        unit = " a batch" if "batch" in seconds else ""
+        parts.append(f"{heading.split(':')[0].split(',')[0]}: {times}{unit} ({speedup})")
+    return "; ".join(parts) + (f"; FIDs agree to {agree.group(1)}" if agree else "")
 
 
 def default_run() -> dict[str, str]:
@@ -216,7 +225,7 @@ def block_headline(prefix: str = "") -> str:
         ("data loader, `python -m bench.loader`",
          f"C++ loader vs the fastest `torch.utils.data.DataLoader` row, batch 256, shuffle + flip: {loader_summary()}",
          "loader"),
-        ("FID, `python -m bench.fid`", f"Fréchet distance at 2048-d, one thread: {fid_summary()}", "fid"),
+        ("FID, `python -m bench.fid`", f"{threads('fid') or 'one thread'}: {fid_summary()}", "fid"),
         ("default run, `fastgan train`",
          f"DCGAN-16 on digits, 2,000 steps: {run['wall']} s, digits-FID {run['fid']} (no baseline in this row)",
          "default-run"),
