@@ -235,26 +235,25 @@ class InceptionV3(nn.Module):
         pools took a third of the time); it is built on first use and rebuilt when a weight or buffer
         changes. Its features equal reference_features_and_logits' to float32 rounding (~1e-7 relative).
         """
-        x = self._resized(images)
+        x = self._three_channels(images)
         net = self._inference_network(x)
         if net is None:
-            return self._trunk(x)
-        return net._trunk(x.contiguous(memory_format=torch.channels_last))
+            return self._trunk(_resized(x))
+        # Resizing a channels_last image gives a channels_last one (the same values): no 299x299 copy.
+        return net._trunk(_resized(x.contiguous(memory_format=torch.channels_last)))
 
     def reference_features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pytorch-fid's network as it runs there (unfolded BatchNorm, NCHW): the oracle of the fast path."""
-        return self._trunk(self._resized(images))
+        return self._trunk(_resized(self._three_channels(images)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.features_and_logits(images)[0]
 
-    def _resized(self, images: torch.Tensor) -> torch.Tensor:
+    def _three_channels(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"InceptionV3: images must be (N, 1 or 3, H, W); got shape {tuple(images.shape)}")
         x = images.to(self.fc.weight.dtype)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
     def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
@@ -285,6 +284,10 @@ class InceptionV3(nn.Module):
         if cached is None or cached[0] != key:
             cached = _FOLDED[self] = (key, _folded_copy(self))
         return cached[1]
+
+
+def _resized(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
 
 
 # Each network's folded copy and the state it was folded from (weakly keyed: it goes with the network).
