@@ -12,7 +12,9 @@ from the code (`resumable`). tests/test_readme.py runs the --check, so a page th
 or from the parsers fails the tests.
 
 PINNED is the one place that says which results file each figure comes from. To cite a newer run of a benchmark,
-change its file name there and run `python -m bench.render_docs`.
+change its file name there and run `python -m bench.render_docs`, or do both in one command:
+
+    python -m bench.render_docs --pin ops=eager-ops-cpu-DATE-HHMM.md loader=loader-cpu-DATE-HHMMSS.md fid=fid-...md
 """
 from __future__ import annotations
 
@@ -376,12 +378,30 @@ def record_default_run() -> Path:
     return write_result(f"default-run-cpu-{start_time.strftime('%Y-%m-%d-%H%M')}.md", text)
 
 
+def pin_file(key: str, name: str, source: Path = Path(__file__)) -> None:
+    """Point PINNED[key] at bench/results/name, in `source` (this file) and in this process."""
+    if key not in PINNED:
+        raise SystemExit(f"render_docs: --pin {key}={name}: no such key; the keys are {', '.join(PINNED)}")
+    if not (RESULTS / name).is_file():
+        raise SystemExit(f"render_docs: --pin {key}={name}: bench/results/{name} does not exist")
+    line = re.compile(rf'^(    "{re.escape(key)}": )"[^"]*"', re.M)
+    source.write_text(line.sub(lambda m: f'{m.group(1)}"{name}"', source.read_text(), count=1))
+    PINNED[key] = name
+    print(f"pinned {key} to bench/results/{name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.render_docs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a page is not as rendered")
     parser.add_argument("--default-run", action="store_true",
                         help="run the default fastgan train + eval and write its results file (pin it, then render)")
+    parser.add_argument("--pin", nargs="+", metavar="KEY=FILE", default=[],
+                        help="pin KEY's figures to bench/results/FILE (rewrites PINNED in this file), then render")
     args = parser.parse_args(argv)
+    for pin in args.pin:
+        if "=" not in pin:
+            parser.error(f"--pin {pin}: give KEY=FILE, e.g. ops=eager-ops-cpu-2026-12-08-0100.md")
+        pin_file(*pin.split("=", 1))
     if args.default_run:
         record_default_run()
         return 0

@@ -93,3 +93,16 @@ def test_a_pinned_file_that_is_missing_is_named(pinned, monkeypatch):
     monkeypatch.setitem(render_docs.PINNED, "loader", "loader-cpu-2099-01-01.md")
     with pytest.raises(SystemExit, match="loader-cpu-2099-01-01.md, which does not exist"):
         render_docs.loader_summary()
+
+
+def test_pin_rewrites_the_one_line_of_pinned(pinned, tmp_path, monkeypatch):
+    source = tmp_path / "render_docs.py"
+    source.write_text(render_docs.Path(render_docs.__file__).read_text())
+    before = source.read_text()
+    render_docs.pin_file("loader", "loader-cpu-2026-12-08-010000.md", source)
+    after = source.read_text()
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    assert len(changed) == 1 and changed[0][1].startswith('    "loader": "loader-cpu-2026-12-08-010000.md",')
+    assert render_docs.PINNED["loader"] == "loader-cpu-2026-12-08-010000.md"
+    with pytest.raises(SystemExit, match="no such key"):
+        render_docs.pin_file("nope", "loader-cpu-2026-12-08-010000.md", source)
