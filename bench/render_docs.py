@@ -23,6 +23,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -207,8 +208,9 @@ def default_run() -> dict[str, str]:
     text = results_text("default-run")
     console = re.search(r"^```console\n(.*?)^```", text, re.S | re.M)
     load = re.match(r"[\d.]+ / [\d.]+", meta(text, "load average"))
+    samples = re.match(r"docs/images/\S+\.png", meta(text, "samples"))
     return dict(wall=meta(text, "wall time"), fid=meta(text, "digits-FID"), load=load.group(0) if load else "?",
-                console=console.group(1) if console else "")
+                console=console.group(1) if console else "", samples=samples.group(0) if samples else "")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -244,7 +246,8 @@ def block_default_run(prefix: str = "") -> str:
     return (f"```console\n{run['console']}```\n\n"
             f"`fastgan train` took {run['wall']} s on a shared 2-core {machine('default-run')} "
             f"({when('default-run')} UTC; 1-minute load average {run['load']} before / after, other jobs sharing "
-            f"the cores), recorded by `python -m bench.render_docs --default-run` in {link('default-run', prefix)}.\n")
+            f"the cores), recorded by `python -m bench.render_docs --default-run` in {link('default-run', prefix)}.\n"
+            + (f"\n![the samples of this run after 2,000 steps]({prefix}{run['samples']})\n" if run["samples"] else ""))
 
 
 def block_results(key: str) -> str:
@@ -320,9 +323,10 @@ def render_page(path: Path) -> tuple[str, list[str]]:
 # ---------------------------------------------------------------------------------------------------------------
 # The default run, recorded
 
-def record_default_run() -> Path:
-    """Run `fastgan train` with its defaults and `fastgan eval --n 2000` on it, from a temporary folder, and write
-    what they printed, the wall time and the machine as bench/results/default-run-cpu-DATE-HHMM.md."""
+def record_default_run(threads: int | None = None) -> Path:
+    """Run `fastgan train` with its defaults (and `--threads`, if given) and `fastgan eval --n 2000` on it, from a
+    temporary folder, and write what they printed, the wall time and the machine as
+    bench/results/default-run-cpu-DATE-HHMM.md; its sample grid goes to docs/images/ under the same name."""
     import torch
 
     from bench.system import cpu_model, write_result
@@ -336,7 +340,8 @@ def record_default_run() -> Path:
     dirty = sorted(line[3:] for line in dirty)
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp) / "runs"
-        train_cmd = [sys.executable, "-m", "fastgan", "train", "--out-dir", str(runs), "--no-progress"]
+        given = ["--threads", str(threads)] if threads is not None else []
+        train_cmd = [sys.executable, "-m", "fastgan", "train", *given, "--out-dir", str(runs), "--no-progress"]
         t0 = time.perf_counter()
         train = subprocess.run(train_cmd, capture_output=True, text=True, cwd=ROOT)
         wall = time.perf_counter() - t0
@@ -344,6 +349,8 @@ def record_default_run() -> Path:
             raise SystemExit(f"render_docs: fastgan train failed:\n{train.stderr}")
         run_dir = runs / "digits-dcgan"
         last_log = run_dir.joinpath("metrics.jsonl").read_text().splitlines()[-1]
+        image = ROOT / "docs" / "images" / f"default-run-cpu-{start_time.strftime('%Y-%m-%d-%H%M')}.png"
+        shutil.copyfile(run_dir / "samples.png", image)
         t0 = time.perf_counter()
         ev = subprocess.run([sys.executable, "-m", "fastgan", "eval", "--ckpt", str(run_dir), "--n", "2000"],
                             capture_output=True, text=True, cwd=ROOT)
@@ -353,18 +360,20 @@ def record_default_run() -> Path:
     load_after = os.getloadavg()[0]
     shown = lambda s: s.replace(str(runs), "runs")  # noqa: E731 - the temporary folder, as a user's runs/
     fid = re.search(r"^fid\s+(\S+)", ev.stdout, re.M).group(1)
-    console = (f"$ fastgan train\n{shown(train.stdout)}"
+    console = (f"$ {' '.join(['fastgan train', *given])}\n{shown(train.stdout)}"
                f"$ tail -n 1 runs/digits-dcgan/metrics.jsonl\n{last_log}\n"
                f"$ fastgan eval --ckpt runs/digits-dcgan --n 2000\n{shown(ev.stdout)}")
     stamp = start_time.strftime("%Y-%m-%d %H:%M")
     text = (
         f"# The default run: `fastgan train` (digits, DCGAN-16, 2,000 steps) and `fastgan eval --n 2000`, "
         f"CPU, {stamp}\n\n"
-        f"- command: `python -m bench.render_docs --default-run`: `fastgan train --out-dir TMP --no-progress` (the "
-        f"defaults; --no-progress only hides the bar), then `fastgan eval --ckpt TMP/digits-dcgan --n 2000`, in a "
-        f"temporary folder (shown below as runs/)\n"
-        f"- device: {cpu_model()} ({os.cpu_count()} cores), torch's default thread count "
-        f"({torch.get_num_threads()})\n"
+        f"- command: `python -m bench.render_docs --default-run{' --threads ' + str(threads) if given else ''}`: "
+        f"`{' '.join(['fastgan train', *given])} --out-dir TMP --no-progress` (the defaults"
+        f"{', but for the thread count' if given else ''}; --no-progress only hides the bar), then "
+        f"`fastgan eval --ckpt TMP/digits-dcgan --n 2000`, in a temporary folder (shown below as runs/)\n"
+        f"- device: {cpu_model()} ({os.cpu_count()} cores), "
+        + (f"{threads} torch thread(s)\n" if given else f"torch's default thread count ({torch.get_num_threads()})\n")
+        + f"- samples: docs/images/{image.name}, the run's samples.png\n"
         f"- date: {stamp} UTC\n"
         f"- versions: python {sys.version.split()[0]}, torch {torch.__version__}\n"
         f"- commit: {commit}" + (f" (uncommitted changes in {', '.join(dirty)})"
@@ -395,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a page is not as rendered")
     parser.add_argument("--default-run", action="store_true",
                         help="run the default fastgan train + eval and write its results file (pin it, then render)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="--default-run: pass --threads N to fastgan train (default: its own default)")
     parser.add_argument("--pin", nargs="+", metavar="KEY=FILE", default=[],
                         help="pin KEY's figures to bench/results/FILE (rewrites PINNED in this file), then render")
     args = parser.parse_args(argv)
@@ -403,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--pin {pin}: give KEY=FILE, e.g. ops=eager-ops-cpu-2026-12-08-0100.md")
         pin_file(*pin.split("=", 1))
     if args.default_run:
-        record_default_run()
+        record_default_run(args.threads)
         return 0
     stale = []
     for path in pages():
