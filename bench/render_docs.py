@@ -253,8 +253,9 @@ def block_default_run(prefix: str = "") -> str:
 def block_results(key: str) -> str:
     """A pinned results file as it is, its headings moved below the page's, behind a link to it."""
     text = results_text(key)
-    body = re.sub(r"^(#+) ", lambda m: "#" * min(len(m.group(1)) + 3, 6) + " ", text.rstrip("\n"), flags=re.M)
-    body = re.sub(r"^#### (.*)$", r"**\1**", body, count=1, flags=re.M)
+    body = re.sub(r"^# (.*)$", r"**\1**", text.rstrip("\n"), count=1, flags=re.M)
+    body = re.sub(r"^(#{2,}) ", lambda m: "#" * min(len(m.group(1)) + 1, 6) + " ", body, flags=re.M)
+    body = re.sub(r"^([^|\n].*)\n\|", r"\1\n\n|", body, flags=re.M)  # a table needs a blank line above it
     return f"From {link(key, '../')} ({machine(key)}, {when(key)}):\n\n{body}\n"
 
 
