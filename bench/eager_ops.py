@@ -10,7 +10,9 @@ in one process and interleaved (fastgan, eager, eager, fastgan, ... over --round
                    and every other call path of the drop-in, each against torch's call with the same arguments:
                    bce_soft_target (t requires grad), bce_weight (an elementwise weight), bce_pos_weight (a per-column
                    pos_weight), bce_weight_grad (a weight that requires grad: torch's op refuses it, so its side
-                   is what a user writes, the unreduced loss times the weight, then the mean), bce_row_weight (a per-row weight
+                   is what a user writes, the unreduced loss times the weight, then the mean), bce_pos_weight_grad
+                   (a pos_weight that requires grad, against the formula -(p t logsigmoid(x) + (1 - t)
+                   logsigmoid(-x)).mean(), torch's op refusing it too), bce_row_weight (a per-row weight
                    (rows, 1), broadcast), bce_float64, bce_bfloat16, bce_float16
   d_loss           fastgan.losses.d_loss(r, f, "bce")   vs F.softplus(-r).mean() + F.softplus(f).mean()
   g_loss           fastgan.losses.g_loss(f, "ns")       vs F.softplus(-f).mean()
@@ -22,7 +24,8 @@ in one process and interleaved (fastgan, eager, eager, fastgan, ... over --round
   bias_act         fastgan.ops.bias_act(x, b, "lrelu")  vs F.leaky_relu(x + b[:, None, None], 0.2)
   batch_norm_act   fastgan.ops.batch_norm_act(x, w, b, rm, rv, True)  vs F.relu(F.batch_norm(x, rm, rv, w, b, True))
 
-at 256 to 1M logits, DCGAN-16/32/64 epilogue shapes, two image batches for the penalty, and a one-element ("tiny") input whose time is the
+at 256 to 1M logits, DCGAN-16/32/64 epilogue shapes, two image batches for the penalty, and a one-element ("tiny";
+batch_norm_act: two elements, one channel) input whose time is the
 per-call overhead (listed again after the table as a multiple of torch's). Three passes: "no graph" is the forward
 on the inputs detached (nothing records a graph); "fwd" the forward on inputs that require grad, so it builds the
 autograd graph as in training; "fwd+bwd" adds torch.autograd.grad of the output (with a fixed upstream gradient
@@ -67,6 +70,7 @@ BCE_PATHS = {
     "bce_weight": dict(weight="full"),
     "bce_pos_weight": dict(pos_weight=True),
     "bce_weight_grad": dict(weight="full", weight_grad=True),
+    "bce_pos_weight_grad": dict(pos_weight=True, pos_weight_grad=True),
     "bce_row_weight": dict(weight="row"),
     "bce_float64": dict(dtype=torch.float64),
     "bce_bfloat16": dict(dtype=torch.bfloat16),
@@ -131,20 +135,21 @@ def cases() -> list[Case]:
         w = (torch.rand(c, generator=g) + 0.5).requires_grad_()
         dy = torch.randn(shape, generator=g)
         out.append(Case("bias_act", size, (x, b), {"fastgan": ops.bias_act, "eager": baselines.bias_act}, dy))
-        if shape[0] * shape[2] * shape[3] > 1:  # training batch norm needs more than one value per channel
-            # Each implementation updates its own running statistics.
-            stats = {impl: (torch.zeros(c), torch.ones(c)) for impl in ("fastgan", "eager")}
-            out.append(Case("batch_norm_act", size, (x, w, b), {
-                "fastgan": lambda x, w, b, s=stats["fastgan"]: ops.batch_norm_act(x, w, b, *s, True),
-                "eager": lambda x, w, b, s=stats["eager"]: F.relu(F.batch_norm(x, *s, w, b, True)),
-            }, dy))
+        if shape == (1, 1, 1, 1):  # training batch norm needs more than one value per channel: its tiny input
+            shape = (2, 1, 1, 1)
+            x, dy = torch.randn(shape, generator=g).requires_grad_(), torch.randn(shape, generator=g)
+        stats = {impl: (torch.zeros(c), torch.ones(c)) for impl in ("fastgan", "eager")}  # each updates its own
+        out.append(Case("batch_norm_act", size, (x, w, b), {
+            "fastgan": lambda x, w, b, s=stats["fastgan"]: ops.batch_norm_act(x, w, b, *s, True),
+            "eager": lambda x, w, b, s=stats["eager"]: F.relu(F.batch_norm(x, *s, w, b, True)),
+        }, dy))
     for shape in PENALTY_BATCHES:
         out.append(_penalty_case(shape, g))
     return out
 
 
 def _bce_case(name: str, n: int, g: torch.Generator, dtype=torch.float32, target_grad=False, weight=None,
-              weight_grad=False, pos_weight=False) -> Case:
+              weight_grad=False, pos_weight=False, pos_weight_grad=False) -> Case:
     """binary_cross_entropy_with_logits on n logits as (rows, 64) ((1, 1) for the tiny one), called the same way on
     both sides; the backward differentiates every tensor that requires grad."""
     shape = (max(n // 64, 1), min(n, 64))
@@ -157,7 +162,7 @@ def _bce_case(name: str, n: int, g: torch.Generator, dtype=torch.float32, target
         inputs.append(w.requires_grad_(weight_grad))
         kw.append("weight")
     if pos_weight:
-        inputs.append((torch.rand(shape[-1:], generator=g) * 2).to(dtype))
+        inputs.append((torch.rand(shape[-1:], generator=g) * 2).to(dtype).requires_grad_(pos_weight_grad))
         kw.append("pos_weight")
 
     def call(fn):
@@ -166,6 +171,9 @@ def _bce_case(name: str, n: int, g: torch.Generator, dtype=torch.float32, target
     if weight_grad:  # torch's op is not differentiable in weight
         def eager(x, t, w):
             return (F.binary_cross_entropy_with_logits(x, t, reduction="none") * w).mean()
+    if pos_weight_grad:  # nor in pos_weight: the formula, as a user writes it
+        def eager(x, t, p):
+            return -(p * t * F.logsigmoid(x) + (1 - t) * F.logsigmoid(-x)).mean()
     return Case(name, _label(n), tuple(inputs), {"fastgan": call(functional.binary_cross_entropy_with_logits),
                                                  "eager": eager})
 

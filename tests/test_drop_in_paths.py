@@ -160,3 +160,20 @@ def test_gan_losses_agree_on_both_sides_of_the_one_pass_size(n, kind):
     want = torch.autograd.grad(reference.d_loss(r, f, kind), (r, f))
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_half_precision_takes_the_one_pass_on_float32_copies_with_every_gradient(dtype, reduction):
+    x, t, _, _ = _case(dtype, None, None, seed=2)
+    needs = (True, True, False, False)
+    dy = None if reduction != "none" else torch.randn(4, 6, dtype=torch.float64).to(dtype)
+    out, got, _ = _bce_and_grads(functional.binary_cross_entropy_with_logits, x, t, None, None, reduction, needs, dy)
+    ref, want, _ = _bce_and_grads(reference.bce_with_logits, x, t, None, None, reduction, needs, dy)
+    assert type(out.grad_fn).__name__ == "_BCEOnePassBackward"
+    eps = torch.finfo(dtype).eps  # one rounding of the same float32 values
+    assert out.dtype == ref.dtype == dtype
+    torch.testing.assert_close(out, ref, rtol=eps, atol=eps)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype == dtype
+        torch.testing.assert_close(a, b, rtol=eps, atol=eps)

@@ -236,12 +236,13 @@ def _computing(input, target):
     return input.to(computing), target.to(computing), computing
 
 
-def _grad(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return g if g.dtype == like.dtype else g.to(like.dtype)
+def _grad(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    return g if g is None or g.dtype == like.dtype else g.to(like.dtype)
 
 
 class _BCEOnePass(torch.autograd.Function):
-    """bce_with_logits on float32 CPU tensors without weights: loss and gradient in one pass of _cpu_losses.
+    """bce_with_logits on float32 CPU tensors without weights (float16 and bfloat16 ones on float32 copies, the loss
+    rounded once to target's dtype): loss and gradient in one pass of _cpu_losses.
 
     The same formula as _BCEEager's (lerp(softplus(x), softplus(-x), t), split so that nothing cancels), with the
     gradient sigmoid(x) - t computed alongside and kept for the backward, which is then one multiplication (and
@@ -258,11 +259,12 @@ class _BCEOnePass(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, target, reduction):
-        grad = torch.empty_like(input, memory_format=torch.contiguous_format)  # (empty(shape): twice the time)
-        out, scale = _one_pass(input, target, reduction, grad)
-        ctx.grad, ctx.scale = grad, scale
+        x, t = _float32(input), _float32(target)
+        grad = torch.empty_like(x, memory_format=torch.contiguous_format)  # (empty(shape): twice the time)
+        out, scale = _one_pass(x, t, reduction, grad)
+        ctx.grad, ctx.scale, ctx.x = grad, scale, x
         ctx.input, ctx.target, ctx.versions = input, target, (input._version, target._version)
-        return out
+        return out if out.dtype == target.dtype else out.to(target.dtype)
 
     @staticmethod
     def backward(ctx, dloss):
@@ -271,14 +273,26 @@ class _BCEOnePass(torch.autograd.Function):
             if (input._version, target._version) != ctx.versions:
                 raise RuntimeError("binary_cross_entropy_with_logits: its input or target was modified in place "
                                    "after the forward; the backward needs their values: clone them first")
-        # d / d target = softplus(-x) - softplus(x) = -x
+        dx = dt = None
         if not torch.is_grad_enabled():
-            dx = ctx.grad * dloss if ctx.needs_input_grad[0] else None
-            return dx, (input * (dloss * -ctx.scale) if ctx.needs_input_grad[1] else None), None
-        # create_graph: differentiable in input and target
-        scale = dloss * ctx.scale
-        return ((torch.sigmoid(input) - target) * scale if ctx.needs_input_grad[0] else None,
-                input * -scale if ctx.needs_input_grad[1] else None, None)
+            if ctx.needs_input_grad[0]:
+                dx = ctx.grad * dloss
+            if ctx.needs_input_grad[1]:  # d / d target = softplus(-x) - softplus(x) = -x
+                dt = ctx.x * (dloss * -ctx.scale)
+        else:  # create_graph: differentiable in input and target
+            x, scale = wide(input), dloss * ctx.scale
+            if ctx.needs_input_grad[0]:
+                dx = (torch.sigmoid(x) - wide(target)) * scale
+            if ctx.needs_input_grad[1]:
+                dt = x * -scale
+        return _grad(dx, input), _grad(dt, target), None
+
+
+def _float32(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype is torch.float32 else t.float()
+
+
+ONE_PASS_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what _BCEOnePass takes (float32 copies of halves)
 
 
 def _one_pass(input, target, reduction: str, grad: torch.Tensor | None) -> tuple[torch.Tensor, float]:
@@ -333,7 +347,7 @@ def _torchs(input, target, weight, pos_weight, reduction: str) -> torch.Tensor:
         input, target = input.to(computing), target.to(computing)
     if weight is not None and weight.requires_grad:
         loss = torch.binary_cross_entropy_with_logits(input, target, None, pos_weight, 0)
-        out = _reduce(loss * weight.to(loss.dtype), reduction)
+        out = _reduce(loss * (weight if weight.dtype == loss.dtype else weight.to(loss.dtype)), reduction)
     else:
         out = torch.binary_cross_entropy_with_logits(input, target, weight, pos_weight, _REDUCTION_ENUM[reduction])
     return out if out.dtype == dtype else out.to(dtype)
@@ -421,15 +435,14 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
             and input.is_floating_point() and target.is_floating_point() and reduction in REDUCTIONS
             and runs_eager(input, MIN_NUMEL_LOSS) and not torch.compiler.is_compiling()):  # CPU calls, checked at once
         if weight is None and pos_weight is None:
-            if input.dtype == target.dtype == torch.float32:
+            if input.dtype in ONE_PASS_DTYPES and target.dtype in ONE_PASS_DTYPES:
                 if _cpu_losses is not None and input.is_cpu:
                     if (input.requires_grad or target.requires_grad) and torch.is_grad_enabled():
                         return _BCEOnePass.apply(input, target, reduction)
-                    return _one_pass(input, target, reduction, None)[0]  # no graph: no gradient to compute
+                    # no graph: no gradient to compute
+                    out = _one_pass(_float32(input), _float32(target), reduction, None)[0]
+                    return out if out.dtype == target.dtype else out.to(target.dtype)
                 return _BCEEager.apply(input, target, None, None, reduction)
-            if torch.float64 not in (input.dtype, target.dtype):  # float16, bfloat16: the float32 path, rounded once
-                out = binary_cross_entropy_with_logits(input.float(), target.float(), None, reduction)
-                return out.to(target.dtype)
             return _torchs(input, target, None, None, reduction)
         if ((weight is None or _plain_weight(weight, input.shape))
                 and (pos_weight is None or _plain_weight(pos_weight, input.shape))):
