@@ -41,6 +41,7 @@ PINNED = {
     "loader": "loader-cpu-2026-11-23-1258.md",          # python -m bench.loader
     "fid": "fid-cpu-2026-11-23.md",                     # python -m bench.fid
     "default-run": "default-run-cpu-2026-12-07-2334.md",  # python -m bench.render_docs --default-run
+    "default-run-1thread": "default-run-cpu-2026-12-07-2359.md",  # ... --default-run --threads 1
     "r3gan": "r3gan-step-cpu-2026-12-07-2240.md",       # python -m bench.r3gan_step
     "ddp": "ddp-cpu-2026-11-23.md",                     # python -m bench.ddp
     "kernels-cpu": "kernels-cpu-2026-11-23.md",         # python -m bench.kernels (CPU mode)
@@ -203,9 +204,9 @@ def fid_summary(key: str = "fid") -> str:
     return "; ".join(parts) + (f"; FIDs agree to {agree.group(1)}" if agree else "")
 
 
-def default_run() -> dict[str, str]:
+def default_run(key: str = "default-run") -> dict[str, str]:
     """Wall time, FID, machine and the console block of the pinned default run."""
-    text = results_text("default-run")
+    text = results_text(key)
     console = re.search(r"^```console\n(.*?)^```", text, re.S | re.M)
     load = re.match(r"[\d.]+ / [\d.]+", meta(text, "load average"))
     samples = re.match(r"docs/images/\S+\.png", meta(text, "samples"))
@@ -247,7 +248,18 @@ def block_default_run(prefix: str = "") -> str:
             f"`fastgan train` took {run['wall']} s on a shared 2-core {machine('default-run')} "
             f"({when('default-run')} UTC; 1-minute load average {run['load']} before / after, other jobs sharing "
             f"the cores), recorded by `python -m bench.render_docs --default-run` in {link('default-run', prefix)}.\n"
+            + one_thread(prefix)
             + (f"\n![the samples of this run after 2,000 steps]({prefix}{run['samples']})\n" if run["samples"] else ""))
+
+
+def one_thread(prefix: str) -> str:
+    """The default run with one torch thread, beside the default's: on the loaded 2-core machine of 2026-12-07,
+    torch's default of two threads measured several times slower than one."""
+    if "default-run-1thread" not in PINNED:
+        return ""
+    run = default_run("default-run-1thread")
+    return (f"The same run with `--threads 1` ({when('default-run-1thread')} UTC, load average {run['load']}): "
+            f"{run['wall']} s, digits-FID {run['fid']} ({link('default-run-1thread', prefix)}).\n")
 
 
 def block_results(key: str) -> str:
