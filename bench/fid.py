@@ -1,15 +1,14 @@
 """FID's two costs against what they replace: feature extraction and the Fréchet distance.
 
     python -m bench.fid [--part all|extract|frechet] [--threads 1]
-        extract: [--batch-size 50] [--batches 1] [--resolution 16] [--rounds 5]
+        extract: [--batch-size 50] [--batches 1] [--resolution 16] [--rounds 5] [--weights default|calibrated]
         frechet: [--dim 2048] [--samples 5000] [--repeats 3]
 
 extract: fastgan's InceptionV3 (its inference network: BatchNorm folded, channels_last) against pytorch-fid's
 InceptionV3 on the same weights and the same batches (pytorch-fid where it is installed; else fastgan's
 reference_features_and_logits, which is pytorch-fid's network module for module), taking turns within each
 round; median seconds per batch, images/s, the ratio per round (min-max) and the relative difference of the
-features. No weights are downloaded: both networks get one random state (torch's initialisation, BatchNorm
-statistics drawn away from the identity, as tests/test_metrics_inception_fast.py does).
+features. No weights are downloaded: both networks get one random state (--weights; random_inception).
 frechet: frechet_distance (Cholesky + LAPACK sygst + eigvalsh) against the classic scipy.linalg.sqrtm formula.
 
 Writes bench/results/fid-cpu-<date>-<HHMM>.md. Both sides run with the same number of threads (default 1): on a
@@ -64,21 +63,38 @@ def interleaved_median_seconds(fns, repeats: int) -> list[tuple[float, float]]:
     return [(statistics.median(t), v) for t, v in zip(times, values)]
 
 
-def random_inception(seed: int = 0):
-    """fastgan's InceptionV3 with torch's initialisation and BatchNorm statistics drawn away from the identity."""
+def random_inception(weights: str = "default", seed: int = 0):
+    """fastgan's InceptionV3 with random weights of one of two kinds.
+
+    default: torch's initialisation, BatchNorm statistics and affine parameters drawn away from the identity
+    (the features hardly depend on the image). calibrated: He-normal convolutions and BatchNorm statistics
+    measured on a batch of images, as a trained network's are (features that vary from image to image; float32
+    is ~1e-6 off float64 through the 94 layers there). As tests/test_metrics_inception_fast.py builds them.
+    """
     import torch
 
     from fastgan.metrics import InceptionV3
 
     torch.manual_seed(seed)
     net = InceptionV3(load_weights=False)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+        if weights == "calibrated":
+            for m in net.modules():
+                if isinstance(m, torch.nn.Conv2d):
+                    m.weight.normal_(0, (2 / m.weight[0].numel()) ** 0.5)
+            for m in bns:
+                m.momentum = 1.0
+            net.train()
+            net.reference_features_and_logits(torch.rand(8, 3, 16, 16) * 2 - 1)
+            net.eval()
+        for m in bns:
+            m.momentum = 0.1
+            if weights == "default":
                 m.running_mean.normal_(0, 0.2)
                 m.running_var.uniform_(0.25, 4)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.2)
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.normal_(0, 0.2)
     return net
 
 
@@ -104,7 +120,7 @@ def relative_differences(a, b) -> tuple[float, float]:
 def extraction(args) -> list[str]:
     import torch
 
-    net = random_inception()
+    net = random_inception(args.weights)
     theirs, baseline = pytorch_fid_network(net.state_dict())
     if theirs is None:
         print(f"{baseline}; the baseline is fastgan's reference_features_and_logits (pytorch-fid's network)")
@@ -124,7 +140,7 @@ def extraction(args) -> list[str]:
         plain_features = torch.cat([plain(b) for b in batches])
         ref_features = torch.cat([net.reference_features_and_logits(b)[0] for b in batches])
         n64 = min(4, args.batch_size)
-        exact = random_inception().double().reference_features_and_logits(batches[0][:n64].double())[0]
+        exact = random_inception(args.weights).double().reference_features_and_logits(batches[0][:n64].double())[0]
     rel_plain = relative_differences(fast_features, plain_features)
     rel_ref = relative_differences(fast_features, ref_features)
     rel_exact_fast = relative_differences(fast_features[:n64], exact)
@@ -150,7 +166,7 @@ def extraction(args) -> list[str]:
         f"## Feature extraction: batches of {args.batch_size} images {args.resolution}x{args.resolution} "
         f"(resized to 299), {args.batches} batch(es) a round, {args.rounds} rounds taking turns",
         "",
-        f"- baseline: {baseline}, same weights and batches",
+        f"- baseline: {baseline}, same weights ({args.weights}: see random_inception) and batches",
         f"- 1-minute load average of the machine: {load_before:.2f} before, {load_after:.2f} after",
         f"- fastgan's folded channels_last copy built once in {build_s:.2f} s (not in the rounds)",
         "",
@@ -215,6 +231,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batches", type=int, default=1, help="extract: batches per round")
     parser.add_argument("--resolution", type=int, default=16, help="extract: size of the images (resized to 299)")
     parser.add_argument("--rounds", type=int, default=5, help="extract: rounds, the two networks taking turns")
+    parser.add_argument("--weights", choices=("default", "calibrated"), default="default",
+                        help="extract: the random weights both networks get (see random_inception)")
     parser.add_argument("--dim", type=int, default=2048, help="frechet: feature dimension")
     parser.add_argument("--samples", type=int, default=5000, help="frechet: samples behind each covariance")
     parser.add_argument("--repeats", type=int, default=3, help="frechet: repeats")
