@@ -177,3 +177,30 @@ def test_bce_half_precision_takes_the_one_pass_on_float32_copies_with_every_grad
     for a, b in zip(got, want):
         assert a.dtype == b.dtype == dtype
         torch.testing.assert_close(a, b, rtol=eps, atol=eps)
+
+
+def test_fast_apply_gives_functorch_transforms_the_full_apply():
+    from fastgan.fused.eager import fast_apply
+
+    class Double(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x):
+            return x * 2
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            pass
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+    apply = fast_apply(Double)
+    x = torch.randn(3, requires_grad=True)
+    assert type(apply(x).grad_fn).__name__ == "DoubleBackward"
+    torch.testing.assert_close(torch.autograd.grad(apply(x).sum(), x)[0], torch.full((3,), 2.0))
+    # under a transform (the C apply alone would not see it) and on a tensor one wrapped
+    torch.testing.assert_close(torch.func.grad(lambda x: apply(x).sum())(torch.randn(3)), torch.full((3,), 2.0))
+    torch.testing.assert_close(torch.func.vmap(apply)(torch.ones(2, 3)), torch.full((2, 3), 2.0))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .arguments import wide
 from .backend import use_triton
-from .eager import runs_eager
+from .eager import fast_apply, runs_eager
 
 try:  # built by setup.py; without it the eager path below computes with torch ops
     from . import _cpu_losses
@@ -293,6 +293,8 @@ def _float32(t: torch.Tensor) -> torch.Tensor:
 
 
 ONE_PASS_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what _BCEOnePass takes (float32 copies of halves)
+_bce_one_pass = fast_apply(_BCEOnePass)
+_bce_eager = fast_apply(_BCEEager)
 
 
 def _one_pass(input, target, reduction: str, grad: torch.Tensor | None) -> tuple[torch.Tensor, float]:
@@ -438,16 +440,16 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
             if input.dtype in ONE_PASS_DTYPES and target.dtype in ONE_PASS_DTYPES:
                 if _cpu_losses is not None and input.is_cpu:
                     if (input.requires_grad or target.requires_grad) and torch.is_grad_enabled():
-                        return _BCEOnePass.apply(input, target, reduction)
+                        return _bce_one_pass(input, target, reduction)
                     # no graph: no gradient to compute
                     out = _one_pass(_float32(input), _float32(target), reduction, None)[0]
                     return out if out.dtype == target.dtype else out.to(target.dtype)
-                return _BCEEager.apply(input, target, None, None, reduction)
+                return _bce_eager(input, target, None, None, reduction)
             return _torchs(input, target, None, None, reduction)
         if ((weight is None or _plain_weight(weight, input.shape))
                 and (pos_weight is None or _plain_weight(pos_weight, input.shape))):
             if pos_weight is not None and pos_weight.requires_grad:  # torch's op has no d / d pos_weight
-                return _BCEEager.apply(input, target, weight, pos_weight, reduction)
+                return _bce_eager(input, target, weight, pos_weight, reduction)
             return _torchs(input, target, weight, pos_weight, reduction)
     name = "binary_cross_entropy_with_logits"
     _check_tensor(name, "input", input)
@@ -477,7 +479,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
         if torch.compiler.is_compiling():  # traced: the NaN checks of the paths below read a value
             return bce_with_logits_reference(input, target, weight, reduction, pos_weight)
         if pos_weight is not None and pos_weight.requires_grad:
-            return _BCEEager.apply(input, target, weight, pos_weight, reduction)
+            return _bce_eager(input, target, weight, pos_weight, reduction)
         return _torchs(input, target, weight, pos_weight, reduction)
     fused = (input.numel() > 0 and computing != torch.float64
              and _suffix_broadcast(weight, input.shape) and _suffix_broadcast(pos_weight, input.shape)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .arguments import check_float, wide
 from .backend import use_triton
 from .bce_with_logits import MIN_NUMEL_LOSS, _loss_grad_op, one_pass_mean, takes_one_pass
-from .eager import runs_eager
+from .eager import fast_apply, runs_eager
 
 D_LOSS_KINDS = ("bce", "hinge", "lsgan", "wgan", "rpgan")
 G_LOSS_KINDS = ("ns", "saturating", "hinge", "lsgan", "wgan", "rpgan")
@@ -269,6 +269,10 @@ class _RpGANOnePass(torch.autograd.Function):
         return -g, g
 
 
+_bce_means_one_pass = fast_apply(_BCEMeansOnePass)
+_rpgan_one_pass = fast_apply(_RpGANOnePass)
+
+
 def _one_pass(*logits: torch.Tensor) -> int:
     """How the bce-type losses on these logits run: 0, torch ops; 1, fastgan.fused._cpu_losses without a graph; 2,
     _cpu_losses behind an autograd.Function. torch.compile traces the torch ops. With a graph, the Function costs
@@ -295,13 +299,13 @@ def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -
         if how == 1:
             return _bce_means((1.0 - label_smoothing, 0.0), real_logits, fake_logits)
         if how == 2:
-            return _BCEMeansOnePass.apply((1.0 - label_smoothing, 0.0), real_logits, fake_logits)
+            return _bce_means_one_pass((1.0 - label_smoothing, 0.0), real_logits, fake_logits)
     elif kind == "rpgan":
         how = _one_pass(real_logits, fake_logits)
         if how == 1:  # softplus(f - r) is bce(f - r, target 0)
             return _bce_means((0.0,), fake_logits - real_logits)
         if how == 2:
-            return _RpGANOnePass.apply(real_logits, fake_logits)
+            return _rpgan_one_pass(real_logits, fake_logits)
     r, f = wide(real_logits), wide(fake_logits)
     if kind == "rpgan":
         return F.softplus(f - r).mean()
@@ -326,7 +330,7 @@ def _g_loss_eager(fake_logits, kind: str) -> torch.Tensor:
         if how == 1:
             return _bce_means((1.0,), fake_logits)
         if how == 2:
-            return _BCEMeansOnePass.apply((1.0,), fake_logits)
+            return _bce_means_one_pass((1.0,), fake_logits)
     f = wide(fake_logits)
     if kind == "ns":
         return F.softplus(f, -1.0).mean().neg()
