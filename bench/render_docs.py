@@ -248,8 +248,16 @@ def block_default_run(prefix: str = "") -> str:
             f"`fastgan train` took {run['wall']} s on a shared 2-core {machine('default-run')} "
             f"({when('default-run')} UTC; 1-minute load average {run['load']} before / after, other jobs sharing "
             f"the cores), recorded by `python -m bench.render_docs --default-run` in {link('default-run', prefix)}.\n"
-            + one_thread(prefix)
-            + (f"\n![the samples of this run after 2,000 steps]({prefix}{run['samples']})\n" if run["samples"] else ""))
+            + one_thread(prefix) + samples_image(prefix))
+
+
+def samples_image(prefix: str) -> str:
+    """The sample grid of the pinned default run, or of the one-thread run where the default's was not kept."""
+    for key, caption in (("default-run", "the samples of this run"),
+                         ("default-run-1thread", "the samples of the --threads 1 run")):
+        if key in PINNED and default_run(key)["samples"]:
+            return f"\n![{caption} after 2,000 steps]({prefix}{default_run(key)['samples']})\n"
+    return ""
 
 
 def one_thread(prefix: str) -> str:
