@@ -1,10 +1,13 @@
-"""What the fused ops' fast eager paths share: when they run, and the in-place form of each activation.
+"""What the fused ops' fast eager paths share: when they run, how they call their autograd.Functions, and the
+in-place form of each activation.
 
 A fast eager path computes an op with plain differentiable torch ops and lets torch's autograd do the
 backward, so an eager call on the CPU pays neither the torch.library dispatcher (~30 us a call, ~105 us with
-autograd) nor a Python backward; the BCE-type losses on float32 CPU logits (bce_with_logits, d_loss 'bce',
-g_loss 'ns') instead compute loss and gradient in one pass of the C++ extension fastgan.fused._cpu_losses, behind
-a small autograd.Function whose backward is one multiplication. It runs wherever the
+autograd) nor a Python backward; the BCE-type losses on float32 CPU logits (bce_with_logits without weights, also
+on float16 / bfloat16 logits through float32 copies; d_loss 'bce' and 'rpgan', g_loss 'ns' and 'rpgan') instead
+compute loss and gradient in one pass of the C++ extension fastgan.fused._cpu_losses, behind a small
+autograd.Function (called through fast_apply) whose backward is one multiplication; where fastgan has nothing
+faster (bce_with_logits with weight or pos_weight, or in float64) they call torch's own op. It runs wherever the
 op has no Triton kernel for the tensor (the CPU without the interpreter, float64, CUDA tensors below the op's
 MIN_NUMEL), traced by torch.compile too: there the fastgan op would only run the same torch ops behind a
 wall inductor cannot see through, while traced ones fuse with their neighbours. Where a kernel runs,
