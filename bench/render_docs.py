@@ -38,7 +38,7 @@ RESULTS = ROOT / "bench" / "results"
 PINNED = {
     "step": "train-step-cpu-2026-12-07-2308.md",        # python -m bench.train_step
     "ops": "eager-ops-cpu-2026-12-07-2308.md",          # python -m bench.eager_ops
-    "loader": "loader-cpu-2026-11-23-1258.md",          # python -m bench.loader
+    "loader": "loader-cpu-2026-12-08-001048.md",          # python -m bench.loader
     "fid": "fid-cpu-2026-11-23.md",                     # python -m bench.fid
     "default-run": "default-run-cpu-2026-12-07-2334.md",  # python -m bench.render_docs --default-run
     "default-run-1thread": "default-run-cpu-2026-12-07-2359.md",  # ... --default-run --threads 1
@@ -175,8 +175,15 @@ def ops_ranges(key: str = "ops") -> tuple[str, int, int]:
 def loader_summary(key: str = "loader") -> str:
     """Per image size: fastgan's C++ loader against the fastest torch DataLoader row, in the file's images/s
     column (the best round in the files of November, the median of rounds since)."""
+    text = results_text(key)
+    # Since December the file states the ratio itself, per round: its median and spread are what it reports.
+    stated = re.findall(r"^- fastgan C\+\+ at (\d+) px: ([\d,]+) img/s.*?; ([\d.]+) \(([\d.]+-[\d.]+)\)x the fastest "
+                        r"torch DataLoader row", text, re.M)
+    if stated:
+        return "; ".join(f"{px} px: {rate} img/s, {ratio}x the fastest DataLoader row (median of rounds; "
+                         f"rounds {spread})" for px, rate, ratio, spread in stated)
     parts = []
-    for heading, rows in tables(results_text(key)):
+    for heading, rows in tables(text):
         name = next(iter(rows[0]))  # 'loader' or 'contender'
         rate = next(k for k in rows[0] if k.startswith("images/s"))
         ours = next(r for r in rows if r[name].startswith("fastgan C++"))

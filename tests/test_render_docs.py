@@ -106,3 +106,13 @@ def test_pin_rewrites_the_one_line_of_pinned(pinned, tmp_path, monkeypatch):
     assert render_docs.PINNED["loader"] == "loader-cpu-2026-12-08-010000.md"
     with pytest.raises(SystemExit, match="no such key"):
         render_docs.pin_file("nope", "loader-cpu-2026-12-08-010000.md", source)
+
+
+def test_loader_summary_takes_the_ratio_the_file_states(pinned):
+    path = render_docs.RESULTS / render_docs.PINNED["loader"]
+    stated = ("- fastgan C++ at 32 px: 1,000,000 img/s, 15.4 GB/s moved; per round 150 (100-200) % of the round's "
+              "fastest copy row (9.9 GB/s); 12.00 (11.00-13.00)x the fastest torch DataLoader row; 5.00 (4.00-6.00)x "
+              "the faster in-order torch convert pass\n")
+    path.write_text(path.read_text().replace("\n### 3x32x32", stated + "\n### 3x32x32", 1))
+    assert render_docs.loader_summary() == (
+        "32 px: 1,000,000 img/s, 12.00x the fastest DataLoader row (median of rounds; rounds 11.00-13.00)")
