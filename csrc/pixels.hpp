@@ -9,8 +9,9 @@ namespace fastgan {
 enum class PixelType { kUint8, kFloat32, kBfloat16 };
 
 // Instruction sets the pixel loops have a form for, narrowest first: baseline is what the compiler
-// targets by default (SSE2 on x86-64); AVX2 forms (float32 conversion, row mirroring) and an AVX-512F
-// form (float32 conversion) run only where the CPU has them. Every form writes the same bits.
+// targets by default (SSE2 on x86-64); AVX2 forms (float32 and bfloat16 conversion, row mirroring) and
+// AVX-512F forms (float32 and bfloat16 conversion) run only where the CPU has them. Every form writes the
+// same bits.
 enum class Isa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
 
 // The widest form this CPU runs (detected once).
