@@ -40,6 +40,7 @@ PINNED = {
     "ops": "eager-ops-cpu-2026-12-07-2308.md",          # python -m bench.eager_ops
     "loader": "loader-cpu-2026-12-08-001048.md",          # python -m bench.loader
     "fid": "fid-cpu-2026-11-23.md",                     # python -m bench.fid
+    "fid-extract": None,                                # bench.fid --part extract, where "fid" has no extraction
     "default-run": "default-run-cpu-2026-12-07-2334.md",  # python -m bench.render_docs --default-run
     "default-run-1thread": "default-run-cpu-2026-12-07-2359.md",  # ... --default-run --threads 1
     "r3gan": "r3gan-step-cpu-2026-12-07-2240.md",       # python -m bench.r3gan_step
@@ -206,7 +207,8 @@ def fid_summary(key: str = "fid") -> str:
         seconds = next(k for k in rows[0] if k.startswith("median s"))
         rows = sorted(rows, key=lambda r: "fastgan" not in r[first])
         times = " vs ".join(f"{re.sub(r' [(].*', '', r[first])} {r[seconds]} s" for r in rows)
-        unit = " a batch" if "batch" in seconds else ""
+        batch = re.search(r"batches of (\d+) images", heading)
+        unit = (f" a batch of {batch.group(1)} images" if batch else " a batch") if "batch" in seconds else ""
         parts.append(f"{heading.split(':')[0].split(',')[0]}: {times}{unit} ({speedup})")
     return "; ".join(parts) + (f"; FIDs agree to {agree.group(1)}" if agree else "")
 
@@ -237,16 +239,25 @@ def block_headline(prefix: str = "") -> str:
         ("data loader, `python -m bench.loader`",
          f"C++ loader vs the fastest `torch.utils.data.DataLoader` row, batch 256, shuffle + flip: {loader_summary()}",
          "loader"),
-        ("FID, `python -m bench.fid`", f"{threads('fid') or 'one thread'}: {fid_summary()}", "fid"),
+        ("FID, `python -m bench.fid`", f"{threads('fid')}: " + "; ".join(fid_summary(k) for k in fid_keys()),
+         fid_keys()),
         ("default run, `fastgan train`",
          f"DCGAN-16 on digits, 2,000 steps: {run['wall']} s, digits-FID {run['fid']} (no baseline in this row)",
          "default-run"),
     ]
     lines = ["| benchmark | result (fastgan vs plain PyTorch: above 1.00x is faster) | measured on | file |",
              "|---|---|---|---|"]
-    for name, result, key in rows:
-        lines.append(f"| {name} | {result} | {machine(key)}, {when(key)} | {link(key, prefix)} |")
+    for name, result, keys in rows:
+        keys = [keys] if isinstance(keys, str) else keys
+        measured = "; ".join(f"{machine(k)}, {when(k)}" for k in keys)
+        lines.append(f"| {name} | {result} | {measured} | {', '.join(link(k, prefix) for k in keys)} |")
     return "\n".join(lines) + "\n"
+
+
+def fid_keys() -> list[str]:
+    """The FID files of the headline: the feature extraction's (where pinned apart) and the Fréchet distance's."""
+    extract = PINNED.get("fid-extract")
+    return ["fid-extract", "fid"] if extract and extract != PINNED["fid"] else ["fid"]
 
 
 def block_default_run(prefix: str = "") -> str:
@@ -279,6 +290,8 @@ def one_thread(prefix: str) -> str:
 
 def block_results(key: str) -> str:
     """A pinned results file as it is, its headings moved below the page's, behind a link to it."""
+    if PINNED[key] is None:
+        return f"No file is pinned for this yet (`python -m bench.render_docs --pin {key}=FILE`).\n"
     text = results_text(key)
     body = re.sub(r"^# (.*)$", r"**\1**", text.rstrip("\n"), count=1, flags=re.M)
     body = re.sub(r"^(#{2,}) ", lambda m: "#" * min(len(m.group(1)) + 1, 6) + " ", body, flags=re.M)
@@ -421,7 +434,7 @@ def pin_file(key: str, name: str, source: Path = Path(__file__)) -> None:
         raise SystemExit(f"render_docs: --pin {key}={name}: no such key; the keys are {', '.join(PINNED)}")
     if not (RESULTS / name).is_file():
         raise SystemExit(f"render_docs: --pin {key}={name}: bench/results/{name} does not exist")
-    line = re.compile(rf'^(    "{re.escape(key)}": )"[^"]*"', re.M)
+    line = re.compile(rf'^(    "{re.escape(key)}": )(?:"[^"]*"|None)', re.M)
     source.write_text(line.sub(lambda m: f'{m.group(1)}"{name}"', source.read_text(), count=1))
     PINNED[key] = name
     print(f"pinned {key} to bench/results/{name}")

@@ -48,6 +48,8 @@ def test_a_changed_figure_or_help_text_is_caught():
 def test_every_pinned_results_file_exists_and_is_cited():
     rendered = " ".join(p.read_text() for p in PAGES)
     for key, name in render_docs.PINNED.items():
+        if name is None:  # a key that has no file yet renders as such
+            continue
         assert (render_docs.RESULTS / name).is_file(), f"PINNED[{key!r}]: bench/results/{name} does not exist"
         assert f"bench/results/{name}" in rendered, f"no page cites the pinned {name}"
 

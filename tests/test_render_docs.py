@@ -79,7 +79,8 @@ def test_loader_summary_of_todays_format(pinned):
 
 def test_fid_summary_of_todays_format(pinned):
     assert render_docs.fid_summary() == (
-        "Feature extraction: fastgan InceptionV3 1.000 s vs torchvision-style InceptionV3 2.000 s a batch (2.00x); "
+        "Feature extraction: fastgan InceptionV3 1.000 s vs torchvision-style InceptionV3 2.000 s a batch of 50 images "
+        "(2.00x); "
         "frechet_distance vs scipy sqrtm: fastgan.metrics.frechet_distance 1.500 s vs scipy.linalg.sqrtm formula "
         "15.000 s (10.0x); FIDs agree to 1.00e-15")
     assert render_docs.threads("fid") == "1 thread"
@@ -104,6 +105,9 @@ def test_pin_rewrites_the_one_line_of_pinned(pinned, tmp_path, monkeypatch):
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
     assert len(changed) == 1 and changed[0][1].startswith('    "loader": "loader-cpu-2026-12-08-010000.md",')
     assert render_docs.PINNED["loader"] == "loader-cpu-2026-12-08-010000.md"
+    monkeypatch.setitem(render_docs.PINNED, "fid-extract", None)
+    render_docs.pin_file("fid-extract", "fid-cpu-2026-12-08-0100.md", source)  # a key with no file yet
+    assert '    "fid-extract": "fid-cpu-2026-12-08-0100.md",' in source.read_text()
     with pytest.raises(SystemExit, match="no such key"):
         render_docs.pin_file("nope", "loader-cpu-2026-12-08-010000.md", source)
 
