@@ -439,9 +439,10 @@ def test_describe_says_which_loader_is_used_and_why(monkeypatch):
     assert describe() == "data loader: python (FASTGAN_LOADER=python)"
     monkeypatch.delenv("FASTGAN_LOADER")
     if native is not None:
-        assert describe() == "data loader: native (fastgan._loader built)"
+        isa = native.supported_isas()[-1]
+        assert describe() == f"data loader: native (fastgan._loader built; {isa} pixel loops)"
         monkeypatch.setenv("FASTGAN_LOADER", "native")
-        assert describe() == "data loader: native (FASTGAN_LOADER=native)"
+        assert describe() == f"data loader: native (FASTGAN_LOADER=native; {isa} pixel loops)"
     else:
         assert describe() == "data loader: python (fastgan._loader not built)"
 

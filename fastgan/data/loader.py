@@ -148,7 +148,8 @@ def choose_backend(backend: str | None = None) -> str:
 
 
 def describe() -> str:
-    """One line saying which data loader is in use and why (for `fastgan --version`).
+    """One line saying which data loader is in use and why (for `fastgan --version`), and for the C++ loader
+    which vector form of its pixel loops this CPU runs (baseline, avx2 or avx512).
 
     Raises what Loader() would: ValueError for an unknown $FASTGAN_LOADER, ImportError when it forces
     native and fastgan._loader is not built.
@@ -158,6 +159,8 @@ def describe() -> str:
         why = f"{_LOADER_ENV}={os.environ[_LOADER_ENV].strip()}"
     else:
         why = "fastgan._loader built" if chosen == "native" else "fastgan._loader not built"
+    if chosen == "native":
+        why += f"; {_native().supported_isas()[-1]} pixel loops"
     return f"data loader: {chosen} ({why})"
 
 
