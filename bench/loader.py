@@ -129,7 +129,8 @@ def _memcpy_epochs(source: np.ndarray, copies: int, images_per_copy: int, thread
     flat = source.reshape(-1)
     target = np.empty_like(flat)
     np.copyto(target, flat)  # fault the target's pages in before timing
-    parts = [slice(a[0], a[-1] + 1) for a in np.array_split(np.arange(len(flat)), threads)]
+    bounds = [len(flat) * i // threads for i in range(threads + 1)]
+    parts = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
     def copy(part: slice) -> None:
         np.copyto(target[part], flat[part])
