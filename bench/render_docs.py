@@ -242,8 +242,11 @@ def block_headline(prefix: str = "") -> str:
         ("FID, `python -m bench.fid`", f"{threads('fid')}: " + "; ".join(fid_summary(k) for k in fid_keys()),
          fid_keys()),
         ("default run, `fastgan train`",
-         f"DCGAN-16 on digits, 2,000 steps: {run['wall']} s, digits-FID {run['fid']} (no baseline in this row)",
-         "default-run"),
+         f"DCGAN-16 on digits, 2,000 steps, torch's default threads: {run['wall']} s, digits-FID {run['fid']}"
+         + (f"; with `--threads 1`: {default_run('default-run-1thread')['wall']} s, digits-FID "
+            f"{default_run('default-run-1thread')['fid']}" if "default-run-1thread" in PINNED else "")
+         + " (a loaded machine, load averages in the files; no baseline in this row)",
+         ["default-run", *(["default-run-1thread"] if "default-run-1thread" in PINNED else [])]),
     ]
     lines = ["| benchmark | result (fastgan vs plain PyTorch: above 1.00x is faster) | measured on | file |",
              "|---|---|---|---|"]
