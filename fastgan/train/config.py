@@ -78,7 +78,8 @@ class TrainConfig:
     ema_decay: float = setting(0.999, "EMA decay of G's weights for samples and evaluation (0: no EMA)", at_least=0,
                                below=1)
     amp: str | None = setting(None, "mixed precision: bf16, fp16 (with loss scaling) or none", AMP_MODES)
-    compile: bool = setting(False, "torch.compile G and D where it pays (CUDA); on the CPU it trains eagerly and says so")
+    compile: bool = setting(False, "torch.compile G and D on CUDA (not yet run on a GPU); on the CPU, where it "
+                                   "measured slower, it trains eagerly and says so")
     # Faults and scale-out
     max_nonfinite: int = setting(3, "consecutive updates with non-finite loss or gradients (each skipped) before "
                                     "training stops", at_least=1)
@@ -86,7 +87,8 @@ class TrainConfig:
                                          "(exit status 1, its last healthy checkpoint kept) or continue (training "
                                          "goes on; the last healthy checkpoint is kept as checkpoint.healthy.pt)",
                                  ("stop", "continue"))
-    sync_bn: bool = setting(False, "distributed runs: batch-norm statistics over the global batch (SyncBatchNorm)")
+    sync_bn: bool = setting(False, "distributed runs: batch-norm statistics over the global batch (SyncBatchNorm, "
+                                   "CUDA only; not yet run on a GPU)")
     # Output
     log_every: int = setting(50, "steps between metrics.jsonl lines", at_least=1)
     sample_every: int = setting(500, "steps between sample grids", at_least=1)
