@@ -168,3 +168,11 @@ def test_the_gpu_status_line_holds_while_no_gpu_pass_is_recorded():
     claims = [p.relative_to(ROOT) for p in (README, ROOT / "docs" / "performance.md") if "no gpu has run" in p.read_text().lower()]
     assert not (passes and claims), f"{passes} recorded a GPU pass, but {claims} still say no GPU has run fastgan"
     assert passes or len(claims) == 2, "without a GPU pass on record, README and docs/performance.md must say so"
+
+
+def test_every_section_of_results_md_gives_its_date_and_machine():
+    text = (ROOT / "docs" / "results.md").read_text()
+    for section in re.split(r"^(?=## )", text, flags=re.M)[1:]:
+        heading = section.splitlines()[0]
+        assert re.search(r"^\*\*Measured:\*\* \d{4}-\d{2}-\d{2}.*(EPYC|Xeon|GPU)", section, re.M), (
+            f"docs/results.md: '{heading}' has no '**Measured:** DATE, MACHINE' line")
