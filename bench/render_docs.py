@@ -37,7 +37,7 @@ RESULTS = ROOT / "bench" / "results"
 # Which results file each published figure comes from (file names in bench/results/).
 PINNED = {
     "step": "train-step-cpu-2026-12-07-2308.md",        # python -m bench.train_step
-    "ops": "eager-ops-cpu-2026-12-07-2308.md",          # python -m bench.eager_ops
+    "ops": "eager-ops-cpu-2026-12-08-0047.md",          # python -m bench.eager_ops
     "loader": "loader-cpu-2026-12-08-003754.md",          # python -m bench.loader
     "fid": "fid-cpu-2026-11-23.md",                     # python -m bench.fid
     "fid-extract": "fid-cpu-2026-12-08-0006.md",                                # bench.fid --part extract, where "fid" has no extraction
@@ -163,13 +163,18 @@ def ops_ranges(key: str = "ops") -> tuple[str, int, int]:
     are below 1. Rows without a fwd+bwd measurement ('-') are left out."""
     (_, rows), *_ = tables(results_text(key))
     spans: dict[str, list[float]] = {}
+    bce_paths = set()
     for row in rows:
         cell = column(row, "fwd+bwd ratio", key)
-        if cell.strip() != "-":
-            spans.setdefault(row["op"], []).append(leading(cell))
+        if cell.strip() != "-":  # the BCE drop-in's call paths (bce_weight, bce_float64, ...) as one entry
+            op = "bce_with_logits" if row["op"].startswith("bce") else row["op"]
+            bce_paths |= {row["op"]} if op == "bce_with_logits" else set()
+            spans.setdefault(op, []).append(leading(cell))
     below = sum(value < 1.0 for values in spans.values() for value in values)
     total = sum(len(values) for values in spans.values())
-    text = ", ".join(f"{op} {min(v):.2f}-{max(v):.2f}x" for op, v in spans.items())
+    paths = len(bce_paths)
+    text = ", ".join(f"{op}{f' (its {paths} call paths)' if op == 'bce_with_logits' and paths > 1 else ''} "
+                     f"{min(v):.2f}-{max(v):.2f}x" for op, v in spans.items())
     return text, below, total
 
 
