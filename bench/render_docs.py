@@ -38,9 +38,9 @@ RESULTS = ROOT / "bench" / "results"
 PINNED = {
     "step": "train-step-cpu-2026-12-07-2308.md",        # python -m bench.train_step
     "ops": "eager-ops-cpu-2026-12-08-0047.md",          # python -m bench.eager_ops
-    "loader": "loader-cpu-2026-12-08-003754.md",          # python -m bench.loader
+    "loader": "loader-cpu-2026-12-08-003754.md",  # python -m bench.loader
     "fid": "fid-cpu-2026-11-23.md",                     # python -m bench.fid
-    "fid-extract": "fid-cpu-2026-12-08-0006.md",                                # bench.fid --part extract, where "fid" has no extraction
+    "fid-extract": "fid-cpu-2026-12-08-0006.md",  # bench.fid --part extract (when "fid" has none)
     "default-run": "default-run-cpu-2026-12-07-2334.md",  # python -m bench.render_docs --default-run
     "default-run-1thread": "default-run-cpu-2026-12-07-2359.md",  # ... --default-run --threads 1
     "r3gan": "r3gan-step-cpu-2026-12-07-2240.md",       # python -m bench.r3gan_step
