@@ -320,14 +320,11 @@ _ORDERS = {torch.float32: (False, True), torch.float64: (False, True), torch.flo
 @pytest.fixture(params=["one pass", "one pass, one lane", "torch ops"])
 def gan_loss_path(request, monkeypatch):
     """d_loss('bce'), d_loss('rpgan') and g_loss('ns') through fastgan.fused._cpu_losses (its AVX2 and one-lane
-    loops), at every size (RpGAN's autograd.Function otherwise runs from RPGAN_ONE_PASS_MIN_NUMEL logits only), and
-    without it."""
+    loops), and without it."""
     if request.param == "one pass, one lane":
         monkeypatch.setattr(bce_module, "_cpu_losses", _OneLane)
-    if request.param == "torch ops":
-        monkeypatch.setattr(gan_loss_module, "_one_pass", lambda min_numel, *logits: 0)
-    else:
-        monkeypatch.setattr(gan_loss_module, "RPGAN_ONE_PASS_MIN_NUMEL", 0)
+    elif request.param == "torch ops":
+        monkeypatch.setattr(gan_loss_module, "_one_pass", lambda *logits: 0)
     return request.param
 
 
@@ -361,8 +358,7 @@ def test_g_loss_eager_path_matches_reference_to_second_order(dtype, kind, gan_lo
 def test_bce_type_gan_losses_take_the_one_pass_extension_once_per_logits(monkeypatch):
     counting = _Counting()
     monkeypatch.setattr(bce_module, "_cpu_losses", counting)
-    n = gan_loss_module.RPGAN_ONE_PASS_MIN_NUMEL // 2  # both batches together: RpGAN's one pass's smallest input
-    r, f = torch.randn(n, 1, requires_grad=True), torch.randn(n, 1, requires_grad=True)
+    r, f = torch.randn(64, 1, requires_grad=True), torch.randn(64, 1, requires_grad=True)
     for loss_fn, calls, wrt, node in ((lambda: losses.d_loss(r, f), 2, (r, f), "_BCEMeansOnePassBackward"),
                                       (lambda: losses.d_loss(r, f, label_smoothing=0.1), 2, (r, f),
                                        "_BCEMeansOnePassBackward"),
@@ -370,8 +366,7 @@ def test_bce_type_gan_losses_take_the_one_pass_extension_once_per_logits(monkeyp
                                       (lambda: losses.g_loss(f[:1]), 1, f, "_BCEMeansOnePassBackward"),
                                       # rpgan: one pass over the pairs' differences
                                       (lambda: losses.d_loss(r, f, "rpgan"), 1, (r, f), "_RpGANOnePassBackward"),
-                                      (lambda: losses.g_loss(f, "rpgan", r), 1, (r, f), "_RpGANOnePassBackward"),
-                                      (lambda: losses.d_loss(r[:8], f[:8], "rpgan"), 0, (r, f), "MeanBackward0")):
+                                      (lambda: losses.g_loss(f, "rpgan", r), 1, (r, f), "_RpGANOnePassBackward")):
         loss = loss_fn()
         assert type(loss.grad_fn).__name__ == node and counting.calls == calls
         torch.autograd.grad(loss, wrt)

@@ -198,10 +198,6 @@ _g_loss_op.register_autograd(_g_backward, setup_context=_g_setup)
 
 # ---------------------------------------------------------------- fast eager paths
 
-# From this many logits (both batches together) RpGAN's loss, when it records a graph, takes the one-pass extension
-# behind an autograd.Function; below, torch's ops (see _one_pass). The bce kinds take it at every size.
-RPGAN_ONE_PASS_MIN_NUMEL = 1 << 15
-
 # The references' formulas in the fewest torch ops, differentiated by autograd (to any order). softplus(x, -1)
 # is logsigmoid(x) in one vectorised pass (log_sigmoid's own kernel also writes a buffer, at several times
 # the cost); like logsigmoid it never forms sigmoid(x), so |x| up to 1e4 stays finite and exact.
@@ -273,36 +269,27 @@ _bce_means_one_pass = fast_apply(_BCEMeansOnePass)
 _rpgan_one_pass = fast_apply(_RpGANOnePass)
 
 
-def _one_pass(min_numel: int, *logits: torch.Tensor) -> int:
+def _one_pass(*logits: torch.Tensor) -> int:
     """How a loss on these logits runs: 0, torch ops; 1, fastgan.fused._cpu_losses without a graph; 2, _cpu_losses
-    behind an autograd.Function, from min_numel logits. torch.compile traces the torch ops. With a graph, the
-    Function (called through fast_apply) costs about what torch's own nodes cost for the bce kinds, and is
-    faster with the backward at every size; for RpGAN's three nodes (difference, softplus, mean) its forward
-    alone costs more below RPGAN_ONE_PASS_MIN_NUMEL logits (bench.eager_ops), where torch's ops run."""
-    graph = torch.is_grad_enabled() and (logits[0].requires_grad or logits[-1].requires_grad)
-    if graph and min_numel:  # the common training call below the size is decided first, at the least cost
-        numel = 0
-        for x in logits:
-            numel += x.numel()
-        if numel < min_numel:
-            return 0
+    behind an autograd.Function (called through fast_apply, which costs about what torch's own nodes cost, and
+    is faster with the backward at every size). torch.compile traces the torch ops."""
     for x in logits:
         if not takes_one_pass(x):
             return 0
     if torch.compiler.is_compiling():
         return 0
-    return 2 if graph else 1
+    return 2 if torch.is_grad_enabled() and (logits[0].requires_grad or logits[-1].requires_grad) else 1
 
 
 def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -> torch.Tensor:
     if kind == "bce":
-        how = _one_pass(0, real_logits, fake_logits)
+        how = _one_pass(real_logits, fake_logits)
         if how == 1:
             return _bce_means((1.0 - label_smoothing, 0.0), real_logits, fake_logits)
         if how == 2:
             return _bce_means_one_pass((1.0 - label_smoothing, 0.0), real_logits, fake_logits)
     elif kind == "rpgan":
-        how = _one_pass(RPGAN_ONE_PASS_MIN_NUMEL, real_logits, fake_logits)
+        how = _one_pass(real_logits, fake_logits)
         if how == 1:  # softplus(f - r) is bce(f - r, target 0)
             return _bce_means((0.0,), fake_logits - real_logits)
         if how == 2:
@@ -327,7 +314,7 @@ def _d_loss_eager(real_logits, fake_logits, kind: str, label_smoothing: float) -
 
 def _g_loss_eager(fake_logits, kind: str) -> torch.Tensor:
     if kind == "ns":
-        how = _one_pass(0, fake_logits)
+        how = _one_pass(fake_logits)
         if how == 1:
             return _bce_means((1.0,), fake_logits)
         if how == 2:
