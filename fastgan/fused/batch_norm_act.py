@@ -249,12 +249,14 @@ def _batch_norm_act_eager(x, weight, bias, running_mean, running_var, training: 
                           act: str, alpha: float) -> torch.Tensor:
     """batch_norm_act_reference with the activation in place on F.batch_norm's output (which its backward does
     not read), or on the per-sample affine's (whose backward reads its inputs only); F.batch_norm updates the
-    running statistics, and autograd differentiates all of it."""
+    running statistics, and autograd differentiates all of it. torch.batch_norm is what F.batch_norm calls, past
+    its Python checks (the public function has made them: more than one value per channel when training)."""
+    cudnn = torch.backends.cudnn.enabled
     if per_sample(weight, bias):
-        y = _affine(F.batch_norm(wide(x), running_mean, running_var, None, None, training, momentum, eps),
+        y = _affine(torch.batch_norm(wide(x), None, None, running_mean, running_var, training, momentum, eps, cudnn),
                     weight, bias)
     else:
-        y = F.batch_norm(wide(x), running_mean, running_var, weight, bias, training, momentum, eps)
+        y = torch.batch_norm(wide(x), weight, bias, running_mean, running_var, training, momentum, eps, cudnn)
     y = ACT_IN_PLACE[act](y, alpha)
     return y if y.dtype == x.dtype else y.to(x.dtype)
 
