@@ -53,7 +53,7 @@ def batch_norm_act_reference(x, weight, bias, running_mean, running_var, trainin
 
 def per_sample(weight, bias) -> bool:
     """Whether weight or bias is per sample (N, C) rather than per channel (C,)."""
-    return any(t is not None and t.ndim == 2 for t in (weight, bias))
+    return (weight is not None and weight.ndim == 2) or (bias is not None and bias.ndim == 2)
 
 
 def _view(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -265,7 +265,10 @@ def _eager_dtypes_match(x, *params) -> bool:
     """Whether F.batch_norm takes the parameters as they are: each absent or in x's computing dtype (the op
     converts others, and updates running statistics of another dtype through a cast)."""
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    return all(p is None or p.dtype == dtype for p in params)
+    for p in params:  # (a loop: all() over a generator costs a microsecond a call)
+        if p is not None and p.dtype != dtype:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- public function
@@ -286,12 +289,12 @@ def batch_norm_act(x: torch.Tensor, weight, bias, running_mean, running_var, tra
     if x.ndim < 2:
         raise ValueError(f"batch_norm_act: x must have a channel dimension (N, C, ...); got shape {tuple(x.shape)}")
     channels = x.shape[1]
-    for what, t in (("weight", weight), ("bias", bias)):
-        if t is not None and tuple(t.shape) not in ((channels,), (x.shape[0], channels)):
+    for what, t in (("weight", weight), ("bias", bias)):  # (torch.Size compares with a tuple as it is)
+        if t is not None and t.shape != (channels,) and t.shape != (x.shape[0], channels):
             raise ValueError(f"batch_norm_act: {what} must have shape ({channels},) or, per sample, "
                              f"({x.shape[0]}, {channels}) for x of shape {tuple(x.shape)}; got {tuple(t.shape)}")
     for what, t in (("running_mean", running_mean), ("running_var", running_var)):
-        if t is not None and tuple(t.shape) != (channels,):
+        if t is not None and t.shape != (channels,):
             raise ValueError(f"batch_norm_act: {what} must have shape ({channels},) for x of shape {tuple(x.shape)}; "
                              f"got {tuple(t.shape)}")
     if (running_mean is None) != (running_var is None):
