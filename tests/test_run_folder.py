@@ -70,13 +70,28 @@ def test_the_lock_dies_with_its_owner_even_by_kill_9(tmp_path):
     assert not (tmp_path / "run" / LOCK).exists()
 
 
+def _interruptible():
+    """In the child before exec: SIGINT at its default, so that the child's Python turns it into
+    KeyboardInterrupt even where the test runner was started with SIGINT ignored (nohup, a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler for the test, whatever the runner inherited (SIG_IGN under nohup)."""
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, saved)
+
+
 def test_a_second_train_of_a_run_in_progress_is_refused_and_the_log_holds_one_run(tmp_path):
     """The second processes start once the first is training past its first checkpoint, whatever the machine's
     speed (the first trains for far more steps than the test waits, and is interrupted at the end): a new run of
     the name is told to resume, a resume is refused naming the owner."""
     args = [sys.executable, "-m", "fastgan", "train", *CLI_SMALL, "--steps", "10000000", "--ckpt-every", "10",
             "--out-dir", str(tmp_path), "--name", "dup"]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=_interruptible)
     try:
         log = tmp_path / "dup" / "metrics.jsonl"
         deadline = time.monotonic() + 300
@@ -98,7 +113,8 @@ def test_a_second_train_of_a_run_in_progress_is_refused_and_the_log_holds_one_ru
 
 
 def test_ctrl_c_stops_the_run_after_the_step_it_lands_in_even_inside_a_weakref_callback(tmp_path, monkeypatch,
-                                                                                           capsys):
+                                                                                           capsys,
+                                                                                           python_sigint_handler):
     """Python drops a KeyboardInterrupt raised in a weakref callback ("Exception ignored in ..."): a Ctrl-C that
     landed there once left a run training. The signal is a flag the loop checks between steps."""
     import weakref
@@ -126,6 +142,31 @@ def test_ctrl_c_stops_the_run_after_the_step_it_lands_in_even_inside_a_weakref_c
     monkeypatch.undo()
     train(small(tmp_path, steps=6, name="stop", resume=True))  # and the folder is free
     assert _steps(tmp_path / "stop") == [2, 4, 6]
+
+
+@pytest.mark.parametrize("handler", [signal.SIG_IGN, "own"])
+def test_a_sigint_that_is_ignored_or_handled_by_the_caller_is_left_so(tmp_path, handler):
+    """`nohup fastgan train &` ignores Ctrl-C, and a program calling train() may handle SIGINT itself: the loop
+    installs its stop flag only in place of Python's default handler."""
+    own = handler if handler is signal.SIG_IGN else (lambda signum, frame: None)
+    saved = signal.signal(signal.SIGINT, own)
+    try:
+        seen = []
+        real = BaseTrainer.end_step
+
+        def record(self):
+            seen.append(signal.getsignal(signal.SIGINT))
+            real(self)
+
+        BaseTrainer.end_step = record
+        try:
+            train(small(tmp_path, steps=2, name="ignored"))
+        finally:
+            BaseTrainer.end_step = real
+        assert seen and all(h is own for h in seen)
+        assert signal.getsignal(signal.SIGINT) is own
+    finally:
+        signal.signal(signal.SIGINT, saved)
 
 
 def test_an_unnamed_run_that_starts_while_another_is_starting_takes_the_next_number(tmp_path, monkeypatch):

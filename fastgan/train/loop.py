@@ -257,10 +257,12 @@ def _interrupt_between_steps():
 
     Python raises KeyboardInterrupt wherever the main thread happens to be, and inside a finalizer or weakref
     callback it is printed as "Exception ignored" and dropped, leaving the run training. Taking the signal as a
-    flag that the loop checks after each step makes every Ctrl-C count. Only the main thread may install a
-    handler; elsewhere the loop keeps Python's default."""
+    flag that the loop checks after each step makes every Ctrl-C count. The flag replaces Python's own handler
+    only: a SIGINT that is ignored (`nohup`, a background job) stays ignored, a program that calls train() with
+    its own handler keeps it, and only the main thread may install one."""
     requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield requested
         return
 
