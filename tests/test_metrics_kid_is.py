@@ -38,6 +38,35 @@ def test_kid_subsets_follow_the_documented_sampling():
     assert std == pytest.approx(np.std(values), rel=1e-4)
 
 
+@pytest.mark.parametrize("n_real, n_fake, m, subsets", [(60, 45, 20, 30), (40, 50, 12, 4), (25, 25, 25, 3)])
+def test_kid_from_the_whole_sets_kernels_equals_the_subsets_own(monkeypatch, n_real, n_fake, m, subsets):
+    """The same subsets through either path: the whole sets' kernel matrices with indicator vectors, and each
+    subset's own matrices (the pair-by-pair formula for the first subsets)."""
+    import sys
+
+    module = sys.modules["fastgan.metrics.kid"]
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(n_real, 7)), rng.normal(loc=0.2, size=(n_fake, 7))
+    real, took, results = module._mmd2_of_subsets_from_whole_kernels, [], {}
+
+    def counted(*args):
+        took.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(module, "_mmd2_of_subsets_from_whole_kernels", counted)
+    for path, limit in (("whole", 1 << 30), ("subsets", 0)):
+        monkeypatch.setattr(module, "WHOLE_KERNELS_MAX_BYTES", limit)
+        took.clear()
+        results[path] = kid(x, y, num_subsets=subsets, subset_size=m, seed=5)
+        assert bool(took) == (path == "whole" and module._whole_kernels_pay(n_real, n_fake, m, subsets))
+    assert results["whole"][0] == pytest.approx(results["subsets"][0], rel=1e-12, abs=1e-15)
+    assert results["whole"][1] == pytest.approx(results["subsets"][1], rel=1e-9, abs=1e-15)
+    draw = np.random.default_rng(5)
+    ix, iy = draw.choice(n_real, m, replace=False), draw.choice(n_fake, m, replace=False)
+    first = real(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(ix)[None], torch.from_numpy(iy)[None])
+    assert first.item() == pytest.approx(_numpy_mmd2_unbiased(x[ix], y[iy]), rel=1e-10)
+
+
 def test_kid_is_near_zero_for_the_same_distribution():
     rng = np.random.default_rng(2)
     mean, _ = kid(rng.normal(size=(500, 8)), rng.normal(size=(500, 8)), num_subsets=20, subset_size=200)

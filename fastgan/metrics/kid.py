@@ -25,12 +25,48 @@ def _polynomial_mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return within - 2 * k_xy.sum() / (m * m)
 
 
+#: the three whole kernel matrices (real x real, fake x fake, real x fake, float64) are built when they take at
+#: most this many bytes and fewer multiply-adds than the subsets' own matrices
+WHOLE_KERNELS_MAX_BYTES = 1 << 30
+
+
+def _cubic_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    one = torch.ones((), dtype=a.dtype, device=a.device)
+    return torch.addmm(one, a, b.T, alpha=1 / a.shape[1]).pow_(3)
+
+
+def _mmd2_of_subsets_from_whole_kernels(x_all: torch.Tensor, y_all: torch.Tensor, ix: torch.Tensor,
+                                        iy: torch.Tensor) -> torch.Tensor:
+    """_polynomial_mmd2_unbiased(x_all[ix[s]], y_all[iy[s]]) for every subset s (rows of ix, iy: indices drawn
+    without replacement), from the kernel matrices of the whole sets: a subset's sum over its pairs is
+    s^T K s for its 0/1 indicator vector s, and its diagonal s . diag(K). 100 subsets of 1,000 from 2,000
+    samples a side take 3 products of 2,000^2 instead of 300 of 1,000^2."""
+    m = ix.shape[1]
+    sx = torch.zeros(x_all.shape[0], ix.shape[0], dtype=x_all.dtype, device=x_all.device).scatter_(0, ix.T, 1.0)
+    sy = torch.zeros(y_all.shape[0], iy.shape[0], dtype=y_all.dtype, device=y_all.device).scatter_(0, iy.T, 1.0)
+    k_xx = _cubic_kernel(x_all, x_all)
+    within = (k_xx @ sx).mul_(sx).sum(0) - sx.T @ k_xx.diagonal()
+    del k_xx
+    k_yy = _cubic_kernel(y_all, y_all)
+    within += (k_yy @ sy).mul_(sy).sum(0) - sy.T @ k_yy.diagonal()
+    del k_yy
+    across = (_cubic_kernel(x_all, y_all) @ sy).mul_(sx).sum(0)
+    return within / (m * (m - 1)) - 2 * across / (m * m)
+
+
+def _whole_kernels_pay(n_real: int, n_fake: int, m: int, num_subsets: int, itemsize: int = 8) -> bool:
+    whole = n_real * n_real + n_fake * n_fake + n_real * n_fake
+    return whole < 3 * m * m * num_subsets and whole * itemsize <= WHOLE_KERNELS_MAX_BYTES
+
+
 def kid(feats_real, feats_fake, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Mean and standard deviation (ddof=0) of the unbiased MMD^2 over random subsets.
 
     Each subset draws min(subset_size, N_real, N_fake) rows without replacement from each set, real
     first, with numpy.random.default_rng(seed).choice(N, m, replace=False); subsets are independent
-    of each other. Computed in float64 on the features' device.
+    of each other. Computed in float64 on the features' device; where it takes less work (and at most
+    WHOLE_KERNELS_MAX_BYTES), from the kernel matrices of the whole sets rather than of each subset, which
+    gives the same values up to the order of float64 sums.
     """
     x_all = _features(feats_real, "feats_real")
     y_all = _features(feats_fake, "feats_fake").to(x_all.device)
@@ -42,9 +78,12 @@ def kid(feats_real, feats_fake, num_subsets: int = 100, subset_size: int = 1000,
     if m < 2:
         raise ValueError(f"kid: needs at least 2 samples per set; got {x_all.shape[0]} real and {y_all.shape[0]} fake")
     rng = np.random.default_rng(seed)
-    values = torch.empty(num_subsets, dtype=torch.float64)
-    for i in range(num_subsets):
-        ix = torch.from_numpy(rng.choice(x_all.shape[0], m, replace=False)).to(x_all.device)
-        iy = torch.from_numpy(rng.choice(y_all.shape[0], m, replace=False)).to(x_all.device)
-        values[i] = _polynomial_mmd2_unbiased(x_all[ix], y_all[iy]).cpu()
+    draws = [(rng.choice(x_all.shape[0], m, replace=False), rng.choice(y_all.shape[0], m, replace=False))
+             for _ in range(num_subsets)]
+    ix = torch.from_numpy(np.stack([d[0] for d in draws])).to(x_all.device)
+    iy = torch.from_numpy(np.stack([d[1] for d in draws])).to(x_all.device)
+    if _whole_kernels_pay(x_all.shape[0], y_all.shape[0], m, num_subsets):
+        values = _mmd2_of_subsets_from_whole_kernels(x_all, y_all, ix, iy).cpu()
+    else:
+        values = torch.stack([_polynomial_mmd2_unbiased(x_all[i], y_all[j]) for i, j in zip(ix, iy)]).cpu()
     return float(values.mean()), float(values.std(correction=0))
