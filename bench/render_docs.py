@@ -37,12 +37,12 @@ RESULTS = ROOT / "bench" / "results"
 # Which results file each published figure comes from (file names in bench/results/).
 PINNED = {
     "step": "train-step-cpu-2026-12-07-2308.md",        # python -m bench.train_step
-    "ops": "eager-ops-cpu-2026-12-08-0047.md",          # python -m bench.eager_ops
+    "ops": "eager-ops-cpu-2026-12-08-0118.md",          # python -m bench.eager_ops
     "loader": "loader-cpu-2026-12-08-003754.md",  # python -m bench.loader
     "fid": "fid-cpu-2026-11-23.md",                     # python -m bench.fid
     "fid-extract": "fid-cpu-2026-12-08-0006.md",  # bench.fid --part extract (when "fid" has none)
-    "default-run": "default-run-cpu-2026-12-07-2334.md",  # python -m bench.render_docs --default-run
-    "default-run-1thread": "default-run-cpu-2026-12-07-2359.md",  # ... --default-run --threads 1
+    "default-run": "default-run-cpu-2026-12-08-0113.md",  # python -m bench.render_docs --default-run
+    "default-run-1thread": "default-run-cpu-2026-12-08-0114.md",  # ... --default-run --threads 1
     "r3gan": "r3gan-step-cpu-2026-12-07-2240.md",       # python -m bench.r3gan_step
     "ddp": "ddp-cpu-2026-11-23.md",                     # python -m bench.ddp
     "kernels-cpu": "kernels-cpu-2026-11-23.md",         # python -m bench.kernels (CPU mode)
@@ -250,7 +250,7 @@ def block_headline(prefix: str = "") -> str:
          f"DCGAN-16 on digits, 2,000 steps, torch's default threads: {run['wall']} s, digits-FID {run['fid']}"
          + (f"; with `--threads 1`: {default_run('default-run-1thread')['wall']} s, digits-FID "
             f"{default_run('default-run-1thread')['fid']}" if "default-run-1thread" in PINNED else "")
-         + " (a loaded machine, load averages in the files; no baseline in this row)",
+         + " (a shared machine: load averages in the files; no baseline in this row)",
          ["default-run", *(["default-run-1thread"] if "default-run-1thread" in PINNED else [])]),
     ]
     lines = ["| benchmark | result (fastgan vs plain PyTorch: above 1.00x is faster) | measured on | file |",
