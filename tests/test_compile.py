@@ -127,3 +127,28 @@ def test_compiled_running_statistics_match_eager(models, steps):
     # Two steps: the generator's batch norm ran once per step, the discriminator's twice.
     assert int(compiled.generator[0].post.num_batches_tracked) == 2
     assert int(compiled.discriminator[0].post.num_batches_tracked) == 4
+
+
+def test_the_backend_choice_carries_the_mark_torch_compiler_assume_constant_result_sets():
+    """fastgan.fused.backend marks backend() itself rather than import torch._dynamo for the decorator; the mark
+    must be the decorator's own, or torch.compile would trace the choice instead of reading it."""
+    from fastgan.fused import backend as module
+
+    def probe():
+        return None
+
+    before = set(vars(probe))
+    torch.compiler.assume_constant_result(probe)
+    marks = {name: vars(probe)[name] for name in set(vars(probe)) - before}
+    assert marks and all(getattr(module.backend, name, None) == value for name, value in marks.items())
+
+
+def test_importing_fastgan_leaves_torch_dynamo_unimported():
+    """torch._dynamo takes ~1.7 s to import, a third of a fastgan command's start; torch.compile imports it when
+    a run asks for it."""
+    import subprocess
+    import sys
+
+    code = "import sys, fastgan, fastgan.cli; print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
