@@ -36,7 +36,7 @@ RESULTS = ROOT / "bench" / "results"
 
 # Which results file each published figure comes from (file names in bench/results/).
 PINNED = {
-    "step": "train-step-cpu-2026-12-07-2308.md",        # python -m bench.train_step
+    "step": "train-step-cpu-2026-12-08-0154.md",        # python -m bench.train_step
     "ops": "eager-ops-cpu-2026-12-08-0118.md",          # python -m bench.eager_ops
     "loader": "loader-cpu-2026-12-08-003754.md",  # python -m bench.loader
     "fid": "fid-cpu-2026-11-23.md",                     # python -m bench.fid
