@@ -28,7 +28,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from bench.system import write_result
+from bench.system import step_cells, write_result
 from bench.train_step import FastganStep, _time, device_name
 from fastgan.backend import backend
 from fastgan.data import load_image_dataset
@@ -144,9 +144,7 @@ def main(argv=None) -> None:
         "|---|---:|---:|---:|",
     ]
     for name, ms in times.items():
-        ratios = [p_ms / s_ms for p_ms, s_ms in zip(times["plain R3GAN"], ms)]
-        lines.append(f"| {name} | {statistics.median(ms):.1f} | {min(ms):.1f}-{max(ms):.1f} | "
-                     f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |")
+        lines.append(f"| {name} | {step_cells(ms, times['plain R3GAN'])} |")
     cost = [a / b for a, b in zip(times["fastgan"], times["fastgan, no penalties"])]
     lines += ["", f"fastgan's step with R1 + R2 costs {statistics.median(cost):.2f}x its step without them "
                   f"(median of rounds; range {min(cost):.2f}-{max(cost):.2f})."]

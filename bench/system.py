@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 from pathlib import Path
 
 from fastgan.atomic import atomic_write_bytes
@@ -33,3 +34,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def step_cells(ms: list[float], baseline_ms: list[float]) -> str:
+    """A step-time table's cells for one side: median ms, the range over rounds, and the speed against the
+    baseline (baseline ms / this side's ms per round: above 1, faster) as median and range."""
+    ratios = [b / m for b, m in zip(baseline_ms, ms)]
+    return (f"{statistics.median(ms):.1f} | {min(ms):.1f}-{max(ms):.1f} | "
+            f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")

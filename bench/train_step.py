@@ -19,7 +19,6 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.system import cpu_model, write_result
+from bench.system import cpu_model, step_cells, write_result
 from fastgan.backend import backend
 from fastgan.data import load_image_dataset
 from fastgan.train import TrainConfig, base, make_trainer
@@ -217,9 +216,7 @@ def main(argv=None) -> None:
                              progress=False, threads=args.threads)
         times = compare(config, args.rounds, args.iters, args.warmup, args.compile)
         for side, ms in times.items():
-            ratios = [p_ms / s_ms for p_ms, s_ms in zip(times["plain"], ms)]
-            lines.append(f"| {name} | {side} | {statistics.median(ms):.1f} | {min(ms):.1f}-{max(ms):.1f} | "
-                         f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |")
+            lines.append(f"| {name} | {side} | {step_cells(ms, times['plain'])} |")
         print("\n".join(lines[-len(times):]), flush=True)
     table = "\n".join(lines) + "\n"
     print(table)
